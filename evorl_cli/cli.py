@@ -1,0 +1,241 @@
+"""`evorl <command> [hydra overrides]`: the only module that touches Hydra.
+
+Each command is a Hydra application with its own primary config (`conf/<command>.yaml`), so
+`--help`, `--cfg job`, `-m` multirun and every override work as Hydra users expect. Before Hydra
+creates a run directory, the overrides are composed and validated once ("preflight"), so bad input
+stops with one line and a non-zero exit, never a traceback or a half-made run directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from evorl_cli.config import build_train_config, register_schemas
+from evorl_cli.errors import EvorlError
+
+_PACKAGED = Path(__file__).parent / "conf"
+CONF_DIR = str(_PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[1] / "conf")
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _run_dir_resolver(resume: str | None, default: str) -> str:
+    """A resumed run keeps writing into its own directory."""
+    if not resume:
+        return default
+    path = Path(resume)
+    if path.is_file():
+        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return str(path)
+
+
+OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
+register_schemas()
+
+
+@contextmanager
+def user_errors(resume_hint: str | None = None) -> Iterator[None]:
+    """Turn EvorlError into one red line and exit code 2; Ctrl-C/SIGTERM into a resume hint and 130."""
+    try:
+        yield
+    except EvorlError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        hint = f"; resume with: evorl train resume={resume_hint}" if resume_hint else ""
+        err_console.print(f"[bold yellow]interrupted[/]{hint}", highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
+def train_command(cfg: DictConfig) -> float:
+    """`evorl train`: train a population; returns the best fitness (handy for Hydra sweepers)."""
+    from evorl_cli import checkpoint as ckpt
+    from evorl_cli.train import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with user_errors(resume_hint=str(run_dir)):
+        resume = None
+        if cfg.resume:
+            resume = ckpt.load(cfg.resume, prefer="latest")
+            config = resumed_config(resume.meta["config"], HydraConfig.get().overrides.task)
+        else:
+            config = build_train_config(cfg)
+        return train(config, run_dir, console, resume=resume).best_fitness
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")
+def eval_command(cfg: DictConfig) -> None:
+    """`evorl eval ckpt=...`: mean ± std return of a checkpointed member."""
+    from evorl_cli.evaluate_cli import run_eval
+
+    with user_errors():
+        run_eval(cfg, console)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="render")
+def render_command(cfg: DictConfig) -> None:
+    """`evorl render ckpt=...`: GIF of a checkpointed member playing."""
+    from evorl_cli.render import run_render
+
+    with user_errors():
+        run_render(cfg, console)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="inspect")
+def inspect_command(cfg: DictConfig) -> None:
+    """`evorl inspect ckpt=...`: what a checkpoint holds."""
+    from evorl_cli.inspect_cli import run_inspect
+
+    with user_errors():
+        run_inspect(cfg, console)
+
+
+COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
+    "train": (train_command, "train a population (evorl train env=acrobot)"),
+    "eval": (eval_command, "evaluate a checkpoint (evorl eval ckpt=outputs/<run> episodes=20)"),
+    "render": (render_command, "write a GIF of a trained member (evorl render ckpt=outputs/<run>)"),
+    "inspect": (inspect_command, "show what a checkpoint holds (evorl inspect ckpt=outputs/<run>)"),
+}
+
+# Keys that may change when a run is resumed; anything else would make it a different run.
+RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "evolution.", "checkpoint.",
+                  "env.target", "mutation.", "hp_config.")
+
+
+def resumed_config(saved: dict, overrides: list[str]):
+    """The checkpoint's config with the command line's (resumable) overrides applied on top."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = OmegaConf.create(saved)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if not key.startswith(RESUMABLE_KEYS):
+            raise EvorlError(f"{key} cannot change when resuming (it would be another run); allowed: "
+                             f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k != 'resume')}")
+        if key != "resume":
+            OmegaConf.update(cfg, key, override.value(), merge=True)
+    return build_train_config(cfg)
+
+
+# --- preflight: validate overrides before Hydra makes anything ---------------------------------
+
+def _compose_error(exc: Exception, command: str) -> str:
+    """One line for Hydra's multi-line composition errors."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, option = str(exc.missing_cfg_file).rpartition("/")
+        options = ", ".join(exc.options or [])
+        hint = " (or set env.id=<any Gymnasium id>)" if group == "env" else ""
+        return f"unknown {group or 'config'} option '{option}': choose one of {options}{hint}"
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if first.startswith("Could not override '"):
+        key = first.split("'")[1]
+        reason = str(cause).splitlines()[0] if cause else ""
+        if "not in" in reason or "Key '" in reason or "struct" in reason:
+            return f"unknown config key '{key}': check its spelling (`evorl {command} --cfg job` lists every key)"
+        return f"{key}: {reason}"
+    if "Could not find" in first:
+        return first
+    return first.rstrip(".") + f" (see `evorl {command} --help`)"
+
+
+def _expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
+    """Every combination a basic multirun sweep would run (up to `limit`), as plain overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for o in parsed:
+        prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(o.type.name, "")
+        if o.is_sweep_override():
+            choices.append([f"{prefix}{o.key_or_group}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([o.input_line])
+    return [list(c) for c in itertools.islice(itertools.product(*choices), limit)]
+
+
+def preflight(command: str, args: list[str]) -> None:
+    """Compose and validate `args` (every sweep combination with -m); raise EvorlError on bad input."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return  # Hydra's own flags (--help, --cfg, ...) do not run a job
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    try:
+        combos = _expand_sweeps(overrides)
+    except Exception as exc:
+        raise EvorlError(f"could not parse the overrides: {str(exc).splitlines()[0]}") from None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            for combo in combos:
+                try:
+                    cfg = compose(config_name=command, overrides=combo)
+                except Exception as exc:
+                    raise EvorlError(_compose_error(exc, command)) from None
+                if command == "train":
+                    if cfg.resume:
+                        if not Path(cfg.resume).exists():
+                            raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+                    else:
+                        from evorl_cli.envs.batch import check_env_id
+
+                        check_env_id(build_train_config(cfg).env.id)
+                elif not Path(str(cfg.ckpt)).exists():
+                    raise EvorlError(f"ckpt={cfg.ckpt}: no such file or directory; pass a run directory "
+                                     "under outputs/ or a .safetensors checkpoint")
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _usage() -> str:
+    lines = ["usage: evorl <command> [key=value ...] [hydra flags]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`evorl <command> --help` lists the config groups and keys; `--cfg job` prints the config."]
+    return "\n".join(lines)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: dispatch the subcommand to its Hydra application."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        raise SystemExit(0 if args else EXIT_USER_ERROR)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: {', '.join(COMMANDS)}",
+                          highlight=False)
+        raise SystemExit(EXIT_USER_ERROR)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
+    with user_errors():
+        preflight(command, rest)
+    sys.argv = [f"evorl {command}", *rest]  # Hydra reads its overrides from sys.argv
+    COMMANDS[command][0]()
+
+
+if __name__ == "__main__":
+    main()

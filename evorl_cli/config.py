@@ -1,0 +1,256 @@
+"""Typed run configuration: the schema every composed Hydra config is checked against.
+
+`DictConfig` stops here: `build_train_config` merges the composed config into these dataclasses
+(types and unknown keys are checked by OmegaConf), then `validate` checks ranges and cross-field
+rules, so the rest of the code works with plain, already-valid dataclasses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from evorl_cli.errors import EvorlError
+
+# Hyperparameters that each member carries on its own and that `hp_config` may mutate.
+MUTABLE_HPS = (
+    "lr",
+    "batch_size",
+    "ent_coef",
+    "vf_coef",
+    "clip_coef",
+    "gamma",
+    "gae_lambda",
+    "max_grad_norm",
+    "update_epochs",
+)
+INTEGER_HPS = ("batch_size", "update_epochs")
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, how many copies per member, and when it counts as solved."""
+
+    name: str = "acrobot"
+    id: str = "Acrobot-v1"
+    num_envs: int = 8  # sub-environments per member
+    target: Optional[float] = None  # stop when the best member's fitness reaches it; None: spec's threshold
+    max_episode_steps: Optional[int] = None  # None: the registered limit
+    backend: str = "auto"  # auto (batched NumPy where we have it) | numpy | gymnasium
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    mask_indices: List[int] = field(default_factory=list)  # observation entries zeroed (partial observability)
+    wrappers: List[Any] = field(default_factory=list)  # Hydra `_target_` specs, each called with env=...
+
+
+@dataclass
+class PPOConfig:
+    """PPO settings; the mutable ones are each member's starting value."""
+
+    name: str = "ppo"
+    rollout_steps: int = 128  # steps per env between updates
+    lr: float = 1e-3
+    batch_size: int = 128
+    update_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: Optional[float] = None
+    action_std_init: float = 0.6  # continuous actions: initial standard deviation
+    normalize_advantages: bool = True
+    normalize_obs: bool = False
+    clip_vloss: bool = False
+
+
+@dataclass
+class NetConfig:
+    """Network shape. Widths and depth are allocated up to the max_* bounds so mutation keeps one batch."""
+
+    name: str = "mlp"
+    hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    max_width: int = 256
+    max_layers: int = 4
+    min_width: int = 8
+    share_encoder: bool = False
+
+
+@dataclass
+class MutationConfig:
+    """Probabilities of each mutation kind (normalised to sum to 1) and their strengths."""
+
+    name: str = "default"
+    no_mutation: float = 0.4
+    parameters: float = 0.2
+    architecture: float = 0.2
+    activation: float = 0.2
+    rl_hp: float = 0.2
+    new_layer_prob: float = 0.2  # of architecture mutations: layer (vs nodes)
+    remove_prob: float = 0.0  # of architecture mutations: remove instead of add
+    mutation_sd: float = 0.1  # parameter noise, relative to each weight's magnitude
+    node_choices: List[int] = field(default_factory=lambda: [16, 32, 64])
+    activations: List[str] = field(default_factory=lambda: ["relu", "tanh", "elu", "gelu"])
+
+
+@dataclass
+class HPRange:
+    """Bounds and step factors of one mutable hyperparameter."""
+
+    min: float = 0.0
+    max: float = 1.0
+    grow_factor: float = 1.2
+    shrink_factor: float = 0.8
+
+
+@dataclass
+class PopulationConfig:
+    size: int = 4
+
+
+@dataclass
+class EvolutionConfig:
+    evo_steps: int = 8192  # env steps per member between generations (rounded up to whole rollouts)
+    eval_episodes: int = 10
+    eval_deterministic: bool = True
+    eval_max_steps: Optional[int] = None  # cap on an evaluation episode; None: the env's limit
+    tournament_size: int = 2
+    elitism: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    keep: int = 0  # also keep every keep-th generation's population (0: only latest and best)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `evorl train` run needs."""
+
+    seed: int = 0
+    max_steps: int = 2_000_000  # env-step budget, summed over the population
+    device: str = "auto"
+    torch_threads: Optional[int] = None  # None: leave torch's default
+    resume: Optional[str] = None
+    progress: bool = True
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: PPOConfig = field(default_factory=PPOConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    mutation: MutationConfig = field(default_factory=MutationConfig)
+    hp_config: Dict[str, HPRange] = field(default_factory=dict)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def register_schemas() -> None:
+    """Make the schema the base of Hydra's `train` config, so every key exists and is type-checked."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:
+    """Merge `cfg` into `schema`, turning OmegaConf type and key errors into one-line EvorlErrors."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        reason = str(exc).splitlines()[0]
+        if "not in" in reason or "Key '" in reason:
+            raise EvorlError(f"unknown config key '{key}': check its spelling against `evorl train --cfg job`") from None
+        raise EvorlError(f"config key '{key}': {reason}") from None
+
+
+def build_train_config(cfg: DictConfig | dict) -> TrainConfig:
+    """Type-check and validate a composed `train` config."""
+    config: TrainConfig = to_dataclass(TrainConfig, cfg)
+    validate(config)
+    return config
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise EvorlError(message)
+
+
+def validate(c: TrainConfig) -> None:
+    """Check ranges and cross-field rules; the first problem found raises a one-line EvorlError."""
+    a, n, m, e = c.algo, c.net, c.mutation, c.evolution
+    _require(c.population.size >= 1, f"population.size={c.population.size}: must be at least 1")
+    _require(c.max_steps > 0, f"max_steps={c.max_steps}: must be positive")
+    _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
+             f"device={c.device}: use auto, cpu or cuda")
+    _require(c.env.num_envs >= 1, f"env.num_envs={c.env.num_envs}: must be at least 1")
+    _require(c.env.backend in ("auto", "numpy", "gymnasium"),
+             f"env.backend={c.env.backend}: use auto, numpy or gymnasium")
+    _require(a.rollout_steps >= 1, f"algo.rollout_steps={a.rollout_steps}: must be at least 1")
+    rollout = a.rollout_steps * c.env.num_envs
+    _require(a.lr > 0, f"algo.lr={a.lr}: the learning rate must be positive")
+    _require(1 <= a.batch_size <= rollout,
+             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size "
+             f"algo.rollout_steps*env.num_envs={rollout}")
+    _require(a.update_epochs >= 1, f"algo.update_epochs={a.update_epochs}: must be at least 1")
+    for key in ("gamma", "gae_lambda"):
+        value = getattr(a, key)
+        _require(0.0 <= value <= 1.0, f"algo.{key}={value}: must be within [0, 1]")
+    for key in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "action_std_init"):
+        value = getattr(a, key)
+        _require(value >= 0, f"algo.{key}={value}: must not be negative")
+    _require(a.action_std_init > 0, f"algo.action_std_init={a.action_std_init}: must be positive")
+    _require(a.target_kl is None or a.target_kl > 0, f"algo.target_kl={a.target_kl}: must be positive or null")
+
+    _require(len(n.hidden_sizes) >= 1, "net.hidden_sizes: give at least one hidden layer, e.g. [64, 64]")
+    _require(len(n.hidden_sizes) <= n.max_layers,
+             f"net.hidden_sizes has {len(n.hidden_sizes)} layers but net.max_layers={n.max_layers}: raise net.max_layers")
+    for width in n.hidden_sizes:
+        _require(n.min_width <= width <= n.max_width,
+                 f"net.hidden_sizes contains {width}: widths must lie within "
+                 f"[net.min_width={n.min_width}, net.max_width={n.max_width}]")
+    _require(n.activation in ACTIVATIONS, f"net.activation={n.activation}: choose one of {', '.join(ACTIVATIONS)}")
+
+    probs = [m.no_mutation, m.parameters, m.architecture, m.activation, m.rl_hp]
+    _require(all(p >= 0 for p in probs) and sum(probs) > 0,
+             "mutation probabilities must be non-negative with a positive sum")
+    for key in ("new_layer_prob", "remove_prob"):
+        value = getattr(m, key)
+        _require(0.0 <= value <= 1.0, f"mutation.{key}={value}: must be within [0, 1]")
+    _require(m.mutation_sd >= 0, f"mutation.mutation_sd={m.mutation_sd}: must not be negative")
+    _require(len(m.node_choices) > 0 and all(k > 0 for k in m.node_choices),
+             "mutation.node_choices: give positive node counts, e.g. [16, 32, 64]")
+    for act in m.activations:
+        _require(act in ACTIVATIONS, f"mutation.activations contains {act}: choose from {', '.join(ACTIVATIONS)}")
+
+    for key, rng in c.hp_config.items():
+        if key not in MUTABLE_HPS:
+            close = difflib.get_close_matches(key, MUTABLE_HPS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f"; mutable: {', '.join(MUTABLE_HPS)}"
+            raise EvorlError(f"hp_config.{key}: not a mutable hyperparameter{hint}")
+        _require(rng.min <= rng.max, f"hp_config.{key}: min={rng.min} is greater than max={rng.max}")
+        _require(rng.grow_factor > 0 and rng.shrink_factor > 0,
+                 f"hp_config.{key}: grow_factor and shrink_factor must be positive")
+        if key == "lr":
+            _require(rng.min > 0, f"hp_config.lr.min={rng.min}: the learning rate must be positive")
+        if key == "batch_size":  # max is capped at the rollout size when mutating
+            _require(1 <= rng.min <= rollout,
+                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size "
+                     f"algo.rollout_steps*env.num_envs={rollout}]")
+        if key in ("gamma", "gae_lambda"):
+            _require(0 <= rng.min and rng.max <= 1, f"hp_config.{key}: bounds must lie within [0, 1]")
+        if key == "update_epochs":
+            _require(rng.min >= 1, f"hp_config.update_epochs.min={rng.min}: must be at least 1")
+        if key not in ("lr", "batch_size", "update_epochs", "gamma", "gae_lambda"):
+            _require(rng.min >= 0, f"hp_config.{key}.min={rng.min}: must not be negative")
+
+    _require(e.evo_steps >= 1, f"evolution.evo_steps={e.evo_steps}: must be at least 1")
+    _require(e.eval_episodes >= 1, f"evolution.eval_episodes={e.eval_episodes}: must be at least 1")
+    _require(1 <= e.tournament_size <= c.population.size,
+             f"evolution.tournament_size={e.tournament_size}: must be between 1 and population.size={c.population.size}")
+    _require(c.checkpoint.keep >= 0, f"checkpoint.keep={c.checkpoint.keep}: must be 0 (off) or positive")

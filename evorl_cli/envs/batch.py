@@ -1,0 +1,148 @@
+"""One vector env for the whole population, with the observation/action conversions PPO needs.
+
+Whatever the backend (our batched NumPy classic-control envs or Gymnasium's SyncVectorEnv), the
+trainer sees the same thing: `P * N` sub-envs with same-step autoreset, float32 observation
+vectors (Discrete observations one-hot encoded, masked entries zeroed) and, for every finished
+episode, its final observation so truncated episodes can be bootstrapped.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from evorl_cli.config import EnvConfig
+from evorl_cli.errors import EvorlError
+from evorl_cli.nets.policy import ActionSpec
+
+
+@dataclass
+class Transition:
+    obs: np.ndarray  # [M, D] float32, already reset where an episode ended
+    reward: np.ndarray  # [M] float32
+    terminated: np.ndarray  # [M] bool
+    truncated: np.ndarray  # [M] bool
+    final_obs: np.ndarray | None  # [M, D] float32, rows valid where terminated|truncated; None if none ended
+
+
+def check_env_id(env_id: str) -> None:
+    """Fail early, with suggestions, on an id Gymnasium does not know."""
+    if ":" in env_id:  # "module:Env-v0" registers on import inside gymnasium.make
+        return
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "any registered Gymnasium id works"
+        raise EvorlError(f"env.id={env_id}: unknown environment; {hint}")
+
+
+def observation_encoder(space: gym.Space) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
+    """Observation size and a batched encoder to float32 vectors, for the supported spaces."""
+    if isinstance(space, spaces.Discrete):
+        eye = np.eye(space.n, dtype=np.float32)
+        return int(space.n), lambda obs: eye[np.asarray(obs, dtype=np.int64) - space.start]
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0]), lambda obs: np.asarray(obs, dtype=np.float32)
+    if isinstance(space, spaces.Box) and len(space.shape) == 0:
+        return 1, lambda obs: np.asarray(obs, dtype=np.float32).reshape(-1, 1)
+    raise EvorlError(
+        f"observation space {space} is not supported: use an env with Box (1-D) or Discrete observations, "
+        "or flatten it with a wrapper (env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}])"
+    )
+
+
+def action_spec(space: gym.Space) -> ActionSpec:
+    if isinstance(space, spaces.Discrete):
+        return ActionSpec(discrete=True, n=int(space.n))
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return ActionSpec(discrete=False, n=int(space.shape[0]), low=space.low.astype(np.float32),
+                          high=space.high.astype(np.float32))
+    raise EvorlError(f"action space {space} is not supported: PPO here handles Discrete and 1-D Box actions")
+
+
+class EnvBatch:
+    """`num_envs` sub-envs stepped together; see the module docstring for the contract."""
+
+    def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None) -> None:
+        check_env_id(cfg.id)
+        self.num_envs = num_envs
+        self.env = self._make_vector_env(cfg, num_envs, render_mode)
+        self.backend_name = type(self.env).__name__
+        self.obs_dim, self._encode = observation_encoder(self.env.single_observation_space)
+        self.action = action_spec(self.env.single_action_space)
+        self._obs_mask = None
+        if cfg.mask_indices:
+            bad = [i for i in cfg.mask_indices if not -self.obs_dim <= i < self.obs_dim]
+            if bad:
+                raise EvorlError(f"env.mask_indices={list(cfg.mask_indices)}: index {bad[0]} is outside "
+                                 f"the observation (size {self.obs_dim})")
+            self._obs_mask = np.ones(self.obs_dim, dtype=np.float32)
+            self._obs_mask[list(cfg.mask_indices)] = 0.0
+        self._zeros = np.zeros(num_envs, dtype=bool)
+
+    @staticmethod
+    def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:
+        use_numpy = cfg.backend == "numpy" or (
+            cfg.backend == "auto" and not cfg.wrappers and not cfg.kwargs and render_mode is None)
+        if use_numpy:
+            from evorl_cli.envs.classic import BATCHED_ENVS, make_batched_env
+
+            env = make_batched_env(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps)
+            if env is not None:
+                return env
+            if cfg.backend == "numpy":
+                raise EvorlError(f"env.backend=numpy: no batched implementation of {cfg.id} "
+                                 f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
+
+        def make_one() -> gym.Env:
+            env = gym.make(cfg.id, render_mode=render_mode, max_episode_steps=cfg.max_episode_steps,
+                           **dict(cfg.kwargs))
+            for wrapper in cfg.wrappers:
+                from hydra.utils import instantiate
+
+                env = instantiate(wrapper, env=env)
+            return env
+
+        try:
+            return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)],
+                                            autoreset_mode=AutoresetMode.SAME_STEP)
+        except EvorlError:
+            raise
+        except Exception as exc:  # gymnasium raises many types for a bad id, kwargs or missing extra
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None
+
+    def _obs(self, raw: np.ndarray) -> np.ndarray:
+        obs = self._encode(raw)
+        return obs * self._obs_mask if self._obs_mask is not None else obs
+
+    def reset(self, seed: int | list[int]) -> np.ndarray:
+        """Reset every sub-env; an int seeds sub-env i with `seed + i`, a list seeds each one."""
+        raw, _ = self.env.reset(seed=seed)
+        return self._obs(raw)
+
+    def step(self, actions: np.ndarray) -> Transition:
+        if not self.action.discrete:
+            actions = np.clip(actions, self.action.low, self.action.high)
+        raw, reward, terminated, truncated, info = self.env.step(actions)
+        final = None
+        if "_final_obs" in info and info["_final_obs"].any():
+            done = info["_final_obs"]
+            final_raw = info["final_obs"]
+            if final_raw.dtype == object:  # Gymnasium's vector envs keep per-env objects
+                final_raw = np.stack([final_raw[i] if done[i] else raw[i] for i in range(self.num_envs)])
+            final = self._obs(final_raw)
+        return Transition(self._obs(raw), reward.astype(np.float32, copy=False),
+                          np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
+
+    def render(self) -> np.ndarray:
+        """The first sub-env's frame (render_mode="rgb_array")."""
+        return self.env.call("render")[0]
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,8 @@
+"""The one exception type that reaches the user as a one-line message instead of a traceback."""
+
+
+class EvorlError(Exception):
+    """A problem the user can fix (bad config, missing checkpoint, unsupported env).
+
+    The message is shown as a single line, so it should name the offending key or path and the fix.
+    """

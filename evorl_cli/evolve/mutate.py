@@ -1,0 +1,124 @@
+"""Mutations applied to members after selection: parameter noise, architecture, activation and RL
+hyperparameters. Each mutated member gets exactly one kind, drawn with the configured probabilities.
+
+Whatever a mutation rewrites, the optimiser moments of exactly those parameters are zeroed; every
+other moment carries on (a learning-rate change keeps all of Adam's state).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from evorl_cli.config import ACTIVATIONS, INTEGER_HPS, HPRange, MutationConfig, NetConfig
+from evorl_cli.population import Population
+
+KINDS = ("none", "parameters", "architecture", "activation", "rl_hp")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+class Mutator:
+    """Draws and applies mutations; all randomness comes from the run's generators."""
+
+    def __init__(self, cfg: MutationConfig, net: NetConfig, hp_ranges: dict[str, HPRange], rollout_size: int,
+                 rng: np.random.Generator, gen: torch.Generator) -> None:
+        self.cfg, self.net, self.hp_ranges = cfg, net, hp_ranges
+        self.rollout_size = rollout_size  # a batch can never exceed one member's rollout
+        self.rng, self.gen = rng, gen
+        probs = np.array([cfg.no_mutation, cfg.parameters, cfg.architecture, cfg.activation, cfg.rl_hp], dtype=float)
+        self.probs = probs / probs.sum()
+
+    def mutate(self, pop: Population, protected: set[int]) -> list[str]:
+        """Mutate every member not in `protected`; returns a short description per member."""
+        notes = []
+        for p in range(pop.size):
+            if p in protected:
+                notes.append("elite")
+                continue
+            kind = KINDS[self.rng.choice(len(KINDS), p=self.probs)]
+            if kind == "none":
+                notes.append("none")
+            elif kind == "parameters":
+                notes.append(self.parameters(pop, p))
+            elif kind == "rl_hp":
+                notes.append(self.rl_hp(pop, p))
+            else:
+                notes.append(self._rewrite(pop, p, self.architecture if kind == "architecture" else self.activation))
+        pop.refresh_masks()
+        return notes
+
+    def _rewrite(self, pop: Population, p: int, surgery) -> str:
+        """Run an architecture-changing `surgery` on member p and reset the moments it touched."""
+        with torch.no_grad():
+            row = pop.params[p]
+            before = row.clone()
+            note = surgery(pop, p, row)
+            pop.adam.reset_entries(p, row != before)
+        return note
+
+    def parameters(self, pop: Population, p: int) -> str:
+        """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero)."""
+        with torch.no_grad():
+            row = pop.params[p]
+            for start, end in pop.net.actor_slices():
+                noise = torch.randn(end - start, generator=self.gen).to(row.device)
+                row[start:end] += self.cfg.mutation_sd * row[start:end].abs() * noise
+        return f"params sd={_fmt(self.cfg.mutation_sd)}"
+
+    def activation(self, pop: Population, p: int, row: torch.Tensor) -> str:
+        current = pop.arch.activation_name(p)
+        options = [a for a in self.cfg.activations if a != current]
+        if not options:
+            return "none"
+        new = options[self.rng.integers(len(options))]
+        pop.arch.activation[p] = ACTIVATIONS.index(new)
+        return f"activation {current}->{new}"
+
+    def architecture(self, pop: Population, p: int, row: torch.Tensor) -> str:
+        remove = self.rng.random() < self.cfg.remove_prob
+        depth = int(pop.arch.n_layers[p])
+        if self.rng.random() < self.cfg.new_layer_prob:
+            if remove and depth > 1:
+                pop.net.remove_layer(row, pop.arch, p)
+                pop.arch.widths[p, depth - 1] = 0
+                return f"layer -1 ({depth - 1} layers)"
+            if not remove and depth < self.net.max_layers:
+                width = pop.net.add_layer(row, pop.arch, p, self.gen)
+                pop.arch.widths[p, depth] = width
+                return f"layer +1 ({depth + 1} layers)"
+        layer = int(self.rng.integers(depth))
+        step = int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
+        old = int(pop.arch.widths[p, layer])
+        if remove:
+            new = max(old - step, self.net.min_width)
+            if new == old:
+                return "none (at min width)"
+            pop.net.shrink_units(row, pop.arch, p, layer, new)
+        else:
+            new = min(old + step, self.net.max_width)
+            if new == old:
+                return "none (at max width)"
+            pop.net.grow_units(row, pop.arch, p, layer, new, self.gen)
+        pop.arch.widths[p, layer] = new
+        return f"nodes L{layer} {old}->{new}"
+
+    def rl_hp(self, pop: Population, p: int) -> str:
+        if not self.hp_ranges:
+            return "none"
+        names = sorted(self.hp_ranges)
+        name = names[self.rng.integers(len(names))]
+        bounds = self.hp_ranges[name]
+        grow = self.rng.random() < 0.5
+        old = pop.hp[name][p]
+        value = old * (bounds.grow_factor if grow else bounds.shrink_factor)
+        if name in INTEGER_HPS:
+            value = math.ceil(value) if grow else math.floor(value)
+        upper = min(bounds.max, self.rollout_size) if name == "batch_size" else bounds.max
+        value = min(max(value, bounds.min), upper)
+        pop.hp[name][p] = value
+        return f"{name} {_fmt(old)}->{_fmt(pop.hp[name][p])}"

@@ -1,0 +1,109 @@
+"""Per-member architecture (hidden widths, depth, activation) and the masks that realise it in one batch.
+
+Every member's hidden layers are allocated at `max_width` and `max_layers`. A member uses the first
+`widths[p, l]` units of layer l and the first `n_layers[p]` layers; the masks below make the padded
+batch compute exactly what each member's narrow network computes, so architecture mutation never
+splits the population into separate computations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evorl_cli.config import ACTIVATIONS
+
+ACTIVATION_FNS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+    "silu": F.silu,
+}
+assert set(ACTIVATION_FNS) == set(ACTIVATIONS)
+
+
+@dataclass
+class Architecture:
+    """Host-side architecture of every member: `widths[p, l]` (0 = layer off) and activation index."""
+
+    widths: np.ndarray  # [P, max_layers] int64; active layers form a prefix
+    activation: np.ndarray  # [P] int64 index into ACTIVATIONS
+
+    @classmethod
+    def uniform(cls, size: int, hidden_sizes: list[int], max_layers: int, activation: str) -> "Architecture":
+        widths = np.zeros((size, max_layers), dtype=np.int64)
+        widths[:, : len(hidden_sizes)] = hidden_sizes
+        acts = np.full(size, ACTIVATIONS.index(activation), dtype=np.int64)
+        return cls(widths, acts)
+
+    @property
+    def size(self) -> int:
+        return self.widths.shape[0]
+
+    @property
+    def n_layers(self) -> np.ndarray:
+        return (self.widths > 0).sum(axis=1)
+
+    def gather(self, idx: np.ndarray) -> "Architecture":
+        return Architecture(self.widths[idx].copy(), self.activation[idx].copy())
+
+    def hidden_sizes(self, p: int) -> list[int]:
+        return [int(w) for w in self.widths[p] if w > 0]
+
+    def activation_name(self, p: int) -> str:
+        return ACTIVATIONS[int(self.activation[p])]
+
+    def describe(self, p: int) -> str:
+        return "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
+
+    def compile(self, device: torch.device) -> "ArchMasks":
+        return ArchMasks.build(self, device)
+
+
+@dataclass
+class ArchMasks:
+    """Device tensors for the forward pass, rebuilt only when an architecture changes.
+
+    The computation is cut to the widest member (`width`) and the deepest (`depth`), so spare
+    capacity allocated up to max_width/max_layers costs nothing until some member uses it.
+    """
+
+    depth: int
+    width: int
+    unit_mask: torch.Tensor  # [P, depth, 1, width] float
+    layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
+    activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, [P,1,1] bool member mask or None)
+
+    @classmethod
+    def build(cls, arch: Architecture, device: torch.device) -> "ArchMasks":
+        depth = int(arch.n_layers.max())
+        width = int(arch.widths.max())
+        units = np.arange(width)
+        mask = (units[None, None, :] < arch.widths[:, :depth, None]).astype(np.float32)
+        unit_mask = torch.as_tensor(mask, device=device).unsqueeze(2)
+        layer_on: list[torch.Tensor | None] = []
+        for layer in range(depth):
+            on = arch.widths[:, layer] > 0
+            layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
+        present = np.unique(arch.activation)
+        if len(present) == 1:
+            groups = [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)]
+        else:
+            groups = [
+                (ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(arch.activation == a, device=device).view(-1, 1, 1))
+                for a in present
+            ]
+        return cls(depth, width, unit_mask, layer_on, groups)
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """Apply each member's own activation (one op when the population agrees)."""
+        (fn, _), *rest = self.activation_groups
+        out = fn(z)
+        for fn, members in rest:
+            out = torch.where(members, fn(z), out)
+        return out

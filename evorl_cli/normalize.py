@@ -1,0 +1,57 @@
+"""Running observation normalisation, one set of statistics per member."""
+
+from __future__ import annotations
+
+import torch
+
+CLIP = 10.0
+EPS = 1e-8
+
+
+class ObsNormalizer:
+    """Per-member running mean/variance (parallel Welford), updated from training rollouts only.
+
+    The statistics belong to the member: selection copies them with its parameters and checkpoints
+    save them, so a member always sees observations scaled the way it was trained on.
+    """
+
+    def __init__(self, size: int, obs_dim: int, device: torch.device, enabled: bool) -> None:
+        self.enabled = enabled
+        self.mean = torch.zeros(size, obs_dim, device=device)
+        self.var = torch.ones(size, obs_dim, device=device)
+        self.count = torch.zeros(size, device=device)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """`obs` [P, B, D] scaled by each member's statistics (identity when disabled)."""
+        if not self.enabled:
+            return obs
+        scaled = (obs - self.mean.unsqueeze(1)) * torch.rsqrt(self.var.unsqueeze(1) + EPS)
+        return scaled.clamp(-CLIP, CLIP)
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor) -> None:
+        """Fold a batch `obs` [P, B, D] into each member's statistics."""
+        if not self.enabled:
+            return
+        n = obs.shape[1]
+        batch_mean = obs.mean(dim=1)
+        batch_var = obs.var(dim=1, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * (n / total).unsqueeze(1)
+        m2 = self.var * self.count.unsqueeze(1) + batch_var * n + delta.square() * (self.count * n / total).unsqueeze(1)
+        self.var = m2 / total.unsqueeze(1)
+        self.count = total
+
+    def gather(self, idx: torch.Tensor) -> None:
+        self.mean = self.mean.index_select(0, idx)
+        self.var = self.var.index_select(0, idx)
+        self.count = self.count.index_select(0, idx)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"obs_norm.mean": self.mean, "obs_norm.var": self.var, "obs_norm.count": self.count}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.mean = tensors["obs_norm.mean"].clone()
+        self.var = tensors["obs_norm.var"].clone()
+        self.count = tensors["obs_norm.count"].clone()

@@ -1,0 +1,55 @@
+"""Adam over the population's flat `[P, N]` parameters, with a learning rate per member.
+
+It is the textbook Adam (as `torch.optim.Adam`, eps added after the bias-corrected square root),
+batched: each row is one member with its own step count. A member can sit a step out (`active`
+False: its moments and step count stay as they are), which is how members with larger batches,
+fewer epochs or an early KL stop share one update loop. Changing a member's learning rate touches
+nothing else: its moments carry on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class BatchedAdam:
+    def __init__(self, size: int, num_params: int, device: torch.device,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5) -> None:
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.exp_avg = torch.zeros(size, num_params, device=device)
+        self.exp_avg_sq = torch.zeros(size, num_params, device=device)
+        self.steps = torch.zeros(size, device=device)
+
+    @torch.no_grad()
+    def step(self, params: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One Adam step on every active member. `lr` [P]; `active` [P] float (1 or 0)."""
+        act = active.unsqueeze(1)
+        self.steps += active
+        self.exp_avg.lerp_(grad, (1 - self.beta1) * act)
+        self.exp_avg_sq.lerp_(grad * grad, (1 - self.beta2) * act)
+        steps = self.steps.clamp_min(1.0)
+        bias1 = 1 - self.beta1 ** steps
+        bias2_sqrt = torch.sqrt(1 - self.beta2 ** steps)
+        denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt.unsqueeze(1)).add_(self.eps)
+        step_size = (lr * active / bias1).unsqueeze(1)
+        params.sub_(step_size * self.exp_avg / denom)
+
+    def gather(self, idx: torch.Tensor) -> None:
+        """Members take over the optimiser state of `idx` (selection)."""
+        self.exp_avg = self.exp_avg.index_select(0, idx)
+        self.exp_avg_sq = self.exp_avg_sq.index_select(0, idx)
+        self.steps = self.steps.index_select(0, idx)
+
+    def reset_entries(self, member: int, entries: torch.Tensor) -> None:
+        """Zero the moments of `member` where `entries` (bool [N]) is set: parameters a mutation rewrote."""
+        self.exp_avg[member, entries] = 0.0
+        self.exp_avg_sq[member, entries] = 0.0
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"adam.exp_avg": self.exp_avg, "adam.exp_avg_sq": self.exp_avg_sq, "adam.steps": self.steps}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.exp_avg = tensors["adam.exp_avg"].clone()
+        self.exp_avg_sq = tensors["adam.exp_avg_sq"].clone()
+        self.steps = tensors["adam.steps"].clone()
