@@ -82,7 +82,7 @@ def train_command(cfg: DictConfig) -> float:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")
 def eval_command(cfg: DictConfig) -> None:
     """`evorl eval ckpt=...`: mean ± std return of a checkpointed member."""
-    from evorl_cli.evaluate_cli import run_eval
+    from evorl_cli.commands import run_eval
 
     with user_errors():
         run_eval(cfg, console)
@@ -100,7 +100,7 @@ def render_command(cfg: DictConfig) -> None:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="inspect")
 def inspect_command(cfg: DictConfig) -> None:
     """`evorl inspect ckpt=...`: what a checkpoint holds."""
-    from evorl_cli.inspect_cli import run_inspect
+    from evorl_cli.commands import run_inspect
 
     with user_errors():
         run_inspect(cfg, console)
@@ -153,6 +153,10 @@ def _compose_error(exc: Exception, command: str) -> str:
         if "not in" in reason or "Key '" in reason or "struct" in reason:
             return f"unknown config key '{key}': check its spelling (`evorl {command} --cfg job` lists every key)"
         return f"{key}: {reason}"
+    if first.startswith("Error merging override"):
+        key = first.removeprefix("Error merging override").strip()
+        reason = str(cause).splitlines()[0] if cause else "invalid value"
+        return f"{key}: {reason}"
     if "Could not find" in first:
         return first
     return first.rstrip(".") + f" (see `evorl {command} --help`)"
@@ -201,6 +205,8 @@ def preflight(command: str, args: list[str]) -> None:
                         from evorl_cli.envs.batch import check_env_id
 
                         check_env_id(build_train_config(cfg).env.id)
+                elif OmegaConf.is_missing(cfg, "ckpt"):
+                    raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():
                     raise EvorlError(f"ckpt={cfg.ckpt}: no such file or directory; pass a run directory "
                                      "under outputs/ or a .safetensors checkpoint")

@@ -173,7 +173,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             # 1. PPO on fresh episodes: every member learns from its own envs, all in one batch.
             collector.reset(derived_seed(config.seed, 1, state.generation))
             collector.episodes.clear()
-            for _ in range(rollouts_per_generation):
+            remaining = math.ceil((config.max_steps - state.env_steps) / steps_per_rollout)
+            for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
                 rollout = collector.collect(pop, gens.torch)
                 ppo_update(pop, rollout, config.algo, gens.torch)
                 pop.obs_norm.update(_members_first(rollout.raw_obs))

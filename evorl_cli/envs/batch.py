@@ -69,6 +69,8 @@ class EnvBatch:
     """`num_envs` sub-envs stepped together; see the module docstring for the contract."""
 
     def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None) -> None:
+        """`render_mode` set: Gymnasium envs without autoreset, so the last frame of an episode
+        can be drawn (the caller resets)."""
         check_env_id(cfg.id)
         self.num_envs = num_envs
         self.env = self._make_vector_env(cfg, num_envs, render_mode)
@@ -109,8 +111,8 @@ class EnvBatch:
             return env
 
         try:
-            return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)],
-                                            autoreset_mode=AutoresetMode.SAME_STEP)
+            mode = AutoresetMode.SAME_STEP if render_mode is None else AutoresetMode.DISABLED
+            return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)], autoreset_mode=mode)
         except EvorlError:
             raise
         except Exception as exc:  # gymnasium raises many types for a bad id, kwargs or missing extra

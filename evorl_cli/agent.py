@@ -1,0 +1,101 @@
+"""A trained member loaded from a checkpoint, for evaluation, rendering and Python use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from evorl_cli import checkpoint as ckpt
+from evorl_cli.config import TrainConfig
+from evorl_cli.envs.batch import observation_encoder
+from evorl_cli.errors import EvorlError
+from evorl_cli.population import Population
+
+
+@dataclass
+class LoadedMember:
+    population: Population  # a population of one
+    config: TrainConfig
+    member: int
+    fitness: float | None
+    checkpoint: ckpt.Checkpoint
+
+
+def load_member(path: str | Path, member: int | None = None, device: str = "cpu") -> LoadedMember:
+    """Member `member` of the run's latest population, or (None) the best member the run has seen."""
+    checkpoint = ckpt.load(path, prefer="best" if member is None else "latest")
+    config = checkpoint.config
+    pop = ckpt.restore_population(checkpoint, config, torch.device(device))
+    members = checkpoint.meta["members"]
+    if member is None:
+        if checkpoint.meta.get("kind") == "best":
+            index, fitness = 0, checkpoint.meta.get("fitness")
+        else:  # a population file: pick the member with the best latest fitness
+            last = [m["fitness_history"][-1] if m.get("fitness_history") else -np.inf for m in members]
+            index = int(np.argmax(last))
+            fitness = None if np.isinf(last[index]) else float(last[index])
+    else:
+        if not 0 <= member < len(members):
+            raise EvorlError(f"member={member}: the checkpoint holds members 0..{len(members) - 1}")
+        index = member
+        history = members[member].get("fitness_history") or []
+        fitness = history[-1] if history else None
+    pop.gather(np.array([index]))
+    return LoadedMember(pop, config, index, fitness, checkpoint)
+
+
+class Agent:
+    """One trained member. `act(obs)` takes raw env observations, one or a batch.
+
+    >>> agent = evorl_cli.load("outputs/<run>")
+    >>> action, state = agent.act(obs)
+    """
+
+    def __init__(self, loaded: LoadedMember, observation_space: gym.Space) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self._pop = loaded.population
+        self._gen = torch.Generator(device=self._pop.device)
+        self._gen.manual_seed(0)
+        self._discrete_obs = isinstance(observation_space, gym.spaces.Discrete)
+        self._encode = observation_encoder(observation_space)[1] if self._discrete_obs else None
+        mask = self.config.env.mask_indices
+        self._mask = None
+        if mask:
+            self._mask = np.ones(self._pop.net.obs_dim, dtype=np.float32)
+            self._mask[list(mask)] = 0.0
+
+    @property
+    def env_id(self) -> str:
+        return self.config.env.id
+
+    def act(self, obs, state=None, deterministic: bool = True):
+        """Action(s) for raw observation(s); returns (action, state). `state` is for recurrent
+        members and passes through unchanged for feed-forward ones."""
+        array = np.asarray(obs)
+        if self._discrete_obs:
+            single = array.ndim == 0
+            batch = self._encode(array.reshape(-1))
+        else:
+            single = array.ndim == 1
+            batch = array.reshape(-1, self._pop.net.obs_dim).astype(np.float32)
+        if self._mask is not None:
+            batch = batch * self._mask
+        step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic)
+        action = step.action[0].cpu().numpy()
+        if not self._pop.net.action.discrete:
+            action = np.clip(action, self._pop.net.action.low, self._pop.net.action.high)
+        return (action[0] if single else action), state
+
+
+def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Agent:
+    """Load a trained member (default: the run's best) from a run directory or checkpoint file."""
+    loaded = load_member(path, member, device)
+    env = gym.make(loaded.config.env.id, **dict(loaded.config.env.kwargs))
+    space = env.observation_space
+    env.close()
+    return Agent(loaded, space)

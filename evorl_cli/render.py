@@ -1,0 +1,81 @@
+"""`evorl render`: play episodes with a trained member and write them as an animated GIF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+
+from evorl_cli.agent import load_member
+from evorl_cli.envs.batch import EnvBatch
+from evorl_cli.errors import EvorlError
+
+# Rendering is offscreen: keep SDL (pygame) from looking for a display or sound card.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True,
+                    max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """Frames of `episodes` episodes (the first and the final state included) and each return."""
+    env = EnvBatch(loaded.config.env, 1, render_mode="rgb_array")
+    pop = loaded.population
+    gen = torch.Generator(device=pop.device)
+    gen.manual_seed(seed)
+    frames, returns = [], []
+    try:
+        for episode in range(episodes):
+            obs = env.reset(seed + episode)
+            frame = env.render()
+            if frame is None or np.asarray(frame).ndim != 3:
+                raise EvorlError(f"{loaded.config.env.id} cannot render rgb_array frames; render needs an env "
+                                 "with render_mode='rgb_array' (classic-control needs pygame)")
+            frames.append(np.asarray(frame))
+            total, steps, done = 0.0, 0, False
+            while not done and (max_steps is None or steps < max_steps):
+                action = pop.act(torch.as_tensor(obs, device=pop.device).unsqueeze(0), gen, deterministic).action
+                tr = env.step(action[0].cpu().numpy())
+                total += float(tr.reward[0])
+                done = bool(tr.terminated[0] or tr.truncated[0])
+                obs = tr.obs
+                frames.append(np.asarray(env.render()))
+                steps += 1
+            returns.append(total)
+    finally:
+        env.close()
+    return frames, returns
+
+
+def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    """Write atomically, so an interrupted render never leaves half a GIF."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        imageio.mimsave(tmp, frames, format="GIF", duration=1000.0 / fps, loop=0)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def run_render(cfg: DictConfig, console: Console) -> Path:
+    if cfg.fps <= 0 or cfg.episodes < 1:
+        raise EvorlError("fps and episodes must be positive (e.g. fps=30 episodes=1)")
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
+    frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, cfg.deterministic, cfg.max_steps)
+    for i, ret in enumerate(returns):
+        console.print(f"episode {i}: return {ret:.2f}")
+    if cfg.out:
+        out = Path(cfg.out)
+    else:
+        ckpt_file = loaded.checkpoint.path
+        run_dir = ckpt_file.parent.parent if ckpt_file.parent.name == "checkpoints" else ckpt_file.parent
+        out = run_dir / f"{loaded.config.env.name}_member{loaded.member}.gif"
+    write_gif(out, frames, cfg.fps)
+    console.print(f"wrote {len(frames)} frames to {out}")
+    return out
