@@ -67,13 +67,15 @@ def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> l
     """(epoch, minibatch index, which members step) for every step of the joint update loop.
 
     Member p takes `samples // batch[p]` minibatches per epoch for `epochs[p]` epochs; the loop runs
-    as long as the longest member's schedule and idles the others.
+    as long as the longest member's schedule and idles the others; steps nobody takes are skipped.
     """
     per_epoch = samples // batch
     plan = []
     for epoch in range(int(epochs.max())):
         for k in range(int(per_epoch.max())):
-            plan.append((epoch, k, (epoch < epochs) & (k < per_epoch)))
+            scheduled = (epoch < epochs) & (k < per_epoch)
+            if scheduled.any():
+                plan.append((epoch, k, scheduled))
     return plan
 
 

@@ -1,0 +1,899 @@
+"""Batched NumPy versions of Gymnasium's classic-control environments.
+
+Each class here is a `gymnasium.vector.VectorEnv` that advances all of its sub-envs with a
+handful of NumPy calls per step instead of one Python `Env.step` per sub-env, while producing
+the same trajectories as `SyncVectorEnv([lambda: gym.make(env_id)] * n,
+autoreset_mode=AutoresetMode.SAME_STEP)` seeded the same way:
+
+* every sub-env owns a `np.random.Generator` made by `gymnasium.utils.seeding.np_random`, and
+  (auto-)resets draw from it with the same call as Gymnasium's env, so initial states match;
+* the dynamics repeat Gymnasium's floating-point operations in the same order and precision
+  (float64 where Gymnasium computes on float64 scalars, float32 where it holds float32 state),
+  which makes the results bit-identical. The one known exception is Pendulum's reward when the
+  action is float32 (see `PendulumVectorEnv`).
+
+Only the arithmetic is re-expressed; the behaviour (spaces, time limits, termination, rewards)
+is Gymnasium's. The shared machinery lives in `BatchedClassicControlEnv`; the subclasses only
+hold dynamics.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+__all__ = [
+    "BATCHED_ENVS",
+    "AcrobotVectorEnv",
+    "BatchedClassicControlEnv",
+    "CartPoleVectorEnv",
+    "ContinuousMountainCarVectorEnv",
+    "MountainCarVectorEnv",
+    "PendulumVectorEnv",
+    "make_batched_env",
+]
+
+_F32 = np.float32
+_F64 = np.float64
+
+
+def _const(value: float) -> np.ndarray:
+    """A float64 constant for ufunc calls on float64 arrays.
+
+    A 0-d array costs less per call than a Python float (no scalar conversion) and gives the
+    same float64 result. Only use it where both operands are float64: unlike a Python float,
+    it would promote a float32 operand to float64.
+    """
+    return np.array(value, dtype=_F64)
+
+
+def _round_f32(x: np.ndarray) -> np.ndarray:
+    """`x` rounded to float32 precision, kept as float64.
+
+    An IEEE float32 `+ - * /` equals the float64 result of the same operation on the
+    float32 operands rounded to float32, so float32 arithmetic can be replayed in float64
+    by rounding after each step.
+    """
+    return x.astype(_F32).astype(_F64)
+
+
+class BatchedClassicControlEnv(VectorEnv):
+    """Shared machinery of the batched classic-control envs.
+
+    Owns per-sub-env seeding and random generators, step counting, truncation at
+    `max_episode_steps`, same-step autoreset and the `final_obs` bookkeeping. A subclass
+    describes one environment through:
+
+    * `_build_spaces()`: the single-env observation and action spaces;
+    * `_sample_initial_state(rng)`: one sub-env's initial state, drawn from its generator
+      exactly as Gymnasium's `reset` draws it;
+    * `_dynamics(state, action)`: one step of all sub-envs, returning
+      `(state, reward, terminated)` (the state may be updated in place; reward and terminated
+      must be new arrays, as they are handed to the caller);
+    * `_observe(state)`: float32 observations of the given states (`state` has one column per
+      sub-env, any number of columns);
+    * optionally `_observe_initial(state)`, when the first observation of an episode is computed
+      differently from the others.
+
+    The state is a float64 array of shape `(state_dim, num_envs)`: one row per state variable,
+    so that each variable is a contiguous vector for the ufuncs.
+
+    Reset/step contract (what `SyncVectorEnv(..., autoreset_mode=SAME_STEP)` over
+    `gym.make(env_id)` does):
+
+    * `reset(seed=s)` seeds sub-env i with `s + i`; a list seeds each sub-env (entries may be
+      None); None keeps each sub-env's generator, creating it from fresh entropy if it has none.
+    * `step` returns float32 observations `(num_envs, obs_dim)`, float64 rewards and bool
+      terminated/truncated. Truncated is True when the episode reaches `max_episode_steps`, also
+      on a step that terminates (both are then True), like `TimeLimit`.
+    * A sub-env that terminates or truncates is reset within the same step: its row of the
+      returned observation is the first observation of the next episode, and
+      `info["final_obs"]` (float32, shaped like the observations) holds the last observation of
+      the finished episode in that row. `info["_final_obs"]` marks the finished sub-envs; rows of
+      the others hold their current observation. `info["final_info"]` is `{}` with
+      `info["_final_info"]` the same mask, as Gymnasium reports the (empty) infos of finished
+      episodes. The keys are present on every step.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    env_id: ClassVar[str]
+    default_max_episode_steps: ClassVar[int]
+    state_dim: ClassVar[int]
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create `num_envs` sub-envs; call `reset` before stepping.
+
+        Args:
+            num_envs: number of sub-environments.
+            render_mode: must be None; these envs do not render.
+            max_episode_steps: episode length at which a sub-env is truncated; None for the
+                registered spec's value.
+            **kwargs: environment options; the subclasses take Gymnasium's constructor options
+                by name, anything else is rejected.
+        """
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        if render_mode is not None:
+            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r}); "
+                             f"use gymnasium.make({self.env_id!r}, render_mode=...) to watch an episode")
+        if not isinstance(num_envs, Integral) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if max_episode_steps is None:
+            max_episode_steps = self.default_max_episode_steps
+        if not isinstance(max_episode_steps, Integral) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
+
+        self.num_envs = int(num_envs)
+        self.max_episode_steps = int(max_episode_steps)
+        self.render_mode = None
+        self.single_observation_space, self.single_action_space = self._build_spaces()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        self._state = self._allocate_state()
+        self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
+        self._seeds: list[int | None] = [None] * self.num_envs
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._max_steps = np.array(self.max_episode_steps, dtype=np.int64)  # 0-d: cheaper ufunc operand
+        self._needs_reset = True
+
+        if isinstance(self.single_action_space, spaces.Discrete):
+            self._action_shape: tuple[int, ...] = (self.num_envs,)
+            self._num_actions = int(self.single_action_space.n)
+        else:
+            self._action_shape = (self.num_envs, *self.single_action_space.shape)
+            self._num_actions = 0
+
+    # ------------------------------------------------------------------ subclass interface
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        """The single-env (observation, action) spaces, equal to Gymnasium's."""
+        raise NotImplementedError
+
+    def _allocate_state(self) -> np.ndarray:
+        """The `(state_dim, num_envs)` float64 state array (a subclass may return a view)."""
+        return np.zeros((self.state_dim, self.num_envs), dtype=_F64)
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """One sub-env's initial state (length `state_dim`), drawn as Gymnasium's `reset` does."""
+        raise NotImplementedError
+
+    def _dynamics(self, state: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every sub-env one step: `(new state, float64 reward, bool terminated)`."""
+        raise NotImplementedError
+
+    def _observe(self, state: np.ndarray) -> np.ndarray:
+        """float32 observations, shape `(columns of state, obs_dim)`, of states reached by a step."""
+        raise NotImplementedError
+
+    def _observe_initial(self, state: np.ndarray) -> np.ndarray:
+        """float32 observations of freshly reset states (by default the same as `_observe`)."""
+        return self._observe(state)
+
+    # ------------------------------------------------------------------ VectorEnv API
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator | None, ...]:
+        """The sub-envs' random generators (as `SyncVectorEnv.np_random`); None before a reset."""
+        return tuple(self._rngs)
+
+    @property
+    def np_random_seed(self) -> tuple[int | None, ...]:
+        """The seeds the sub-envs' generators were made from (entropy-drawn ones included)."""
+        return tuple(self._seeds)
+
+    def reset(
+        self,
+        *,
+        seed: int | list[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every sub-env and return `(observations, {})`.
+
+        Args:
+            seed: None, an int (sub-env i gets `seed + i`) or one seed (int or None) per sub-env.
+            options: not supported (must be None or empty): Gymnasium's reset-bound options
+                and `reset_mask` are not implemented.
+        """
+        if options:
+            raise ValueError(f"{type(self).__name__}.reset does not support options, got {sorted(options)}")
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, Integral):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = [None if s is None else int(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-envs")
+        for i, env_seed in enumerate(seeds):
+            # Like `Env.reset(seed=None)`: keep the generator, create one only if there is none.
+            if env_seed is not None or self._rngs[i] is None:
+                self._rngs[i], self._seeds[i] = seeding.np_random(env_seed)
+        all_envs = np.arange(self.num_envs)
+        self._reset_envs(all_envs)
+        self._needs_reset = False
+        return self._observe_initial(self._state), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-env, resetting the finished ones in the same step (see the class doc)."""
+        if self._needs_reset:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
+        actions = self._check_actions(actions)
+        self._state, reward, terminated = self._dynamics(self._state, actions)
+        steps = self._steps
+        np.add(steps, 1, steps)
+        truncated = np.greater_equal(steps, self._max_steps)
+        obs = self._observe(self._state)
+        done = np.logical_or(terminated, truncated)
+        if np.count_nonzero(done):
+            final_obs = obs.copy()
+            finished = np.flatnonzero(done)
+            self._reset_envs(finished)
+            obs[finished] = self._observe_initial(self._state[:, finished])
+        else:
+            final_obs = obs  # no row is read; spares a copy on most steps
+        info = {"final_obs": final_obs, "_final_obs": done, "final_info": {}, "_final_info": done}
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> None:
+        """Not supported: these envs have no renderer."""
+        raise NotImplementedError(f"{type(self).__name__} does not render")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        """Draw new initial states for the given sub-envs from their own generators."""
+        state = self._state
+        for i in envs:
+            state[:, i] = self._sample_initial_state(self._rngs[i])
+        self._steps[envs] = 0
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        """Actions as an array of the batched action space's shape.
+
+        Discrete actions must be integers in range (Gymnasium asserts or indexes with them).
+        Continuous float32/float64 actions are passed on unchanged, because Gymnasium's
+        arithmetic follows the action's dtype; other dtypes become float64.
+        """
+        actions = np.asarray(actions)
+        if actions.shape != self._action_shape:
+            raise ValueError(f"{type(self).__name__}: actions have shape {actions.shape}, expected {self._action_shape}")
+        if self._num_actions:
+            if actions.dtype.kind not in "iu":
+                raise TypeError(f"{type(self).__name__}: discrete actions must be integers, got {actions.dtype}")
+            # Viewed as unsigned, negative actions become huge: one comparison checks both ends.
+            unsigned = actions.view(np.dtype(f"u{actions.dtype.itemsize}"))
+            if np.count_nonzero(np.greater_equal(unsigned, self._num_actions)):
+                raise ValueError(f"{type(self).__name__}: actions must be in [0, {self._num_actions}), got {actions}")
+        elif actions.dtype != _F32 and actions.dtype != _F64:
+            actions = actions.astype(_F64)
+        return actions
+
+
+# ====================================================================== CartPole-v1
+
+
+class CartPoleVectorEnv(BatchedClassicControlEnv):
+    """Batched `CartPole-v1` (Gymnasium's `CartPoleEnv`, Euler integration); bit-exact.
+
+    Unlike Gymnasium's own `CartPoleVectorEnv` (next-step autoreset, one shared generator), this
+    one resets in the same step and seeds each sub-env like `gym.make("CartPole-v1")`.
+    State rows: x, x_dot, theta, theta_dot.
+    """
+
+    env_id = "CartPole-v1"
+    default_max_episode_steps = 500
+    state_dim = 4
+
+    gravity = 9.8
+    masscart = 1.0
+    masspole = 0.1
+    total_mass = masspole + masscart
+    length = 0.5  # half the pole's length
+    polemass_length = masspole * length
+    force_mag = 10.0
+    tau = 0.02
+    theta_threshold_radians = 12 * 2 * math.pi / 360
+    x_threshold = 2.4
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        sutton_barto_reward: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """See `BatchedClassicControlEnv`; `sutton_barto_reward` as in Gymnasium (0 per step, -1 on failure)."""
+        self.sutton_barto_reward = bool(sutton_barto_reward)
+        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+        n = self.num_envs
+        # Time derivatives [x_dot, xacc, theta_dot, thetaacc], laid out like the state so one
+        # multiply-add does the four Euler updates.
+        self._deriv = np.empty((4, n))
+        self._tmp = np.empty((5, n))
+        # Per-row |x| and |theta| limits for the failure test.
+        self._limits = np.repeat([[self.x_threshold], [self.theta_threshold_radians]], n, axis=1)
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf], dtype=_F32)
+        return spaces.Box(-high, high, dtype=_F32), spaces.Discrete(2)
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(low=-0.05, high=0.05, size=(4,))
+
+    def _dynamics(self, state, action):
+        x_dot, theta, theta_dot = state[1], state[2], state[3]
+        deriv = self._deriv
+        cos, sin, temp, thetaacc, den = self._tmp
+        # force = +force_mag for action 1, -force_mag for action 0
+        force = np.multiply(action, 2 * self.force_mag)
+        np.subtract(force, self.force_mag, force)
+        np.cos(theta, cos)
+        np.sin(theta, sin)
+        # temp = (force + polemass_length * theta_dot**2 * sin) / total_mass
+        np.square(theta_dot, temp)
+        np.multiply(temp, self.polemass_length, temp)
+        np.multiply(temp, sin, temp)
+        np.add(force, temp, temp)
+        np.divide(temp, self.total_mass, temp)
+        # thetaacc = (gravity * sin - cos * temp) / (length * (4/3 - masspole * cos**2 / total_mass))
+        np.square(cos, den)
+        np.multiply(den, self.masspole, den)
+        np.divide(den, self.total_mass, den)
+        np.subtract(4.0 / 3.0, den, den)
+        np.multiply(den, self.length, den)
+        np.multiply(sin, self.gravity, thetaacc)
+        np.multiply(cos, temp, sin)  # sin is no longer needed: reuse it
+        np.subtract(thetaacc, sin, thetaacc)
+        np.divide(thetaacc, den, deriv[3])
+        # xacc = temp - polemass_length * thetaacc * cos / total_mass
+        xacc = deriv[1]
+        np.multiply(deriv[3], self.polemass_length, xacc)
+        np.multiply(xacc, cos, xacc)
+        np.divide(xacc, self.total_mass, xacc)
+        np.subtract(temp, xacc, xacc)
+        # Euler: every state variable moves by tau * its derivative taken at the old state.
+        deriv[0] = x_dot
+        deriv[2] = theta_dot
+        np.multiply(deriv, self.tau, deriv)
+        np.add(state, deriv, state)
+
+        # |x| > x_threshold or |theta| > theta_threshold (abs is exact, so this is Gymnasium's test)
+        out = np.abs(state[0::2])
+        np.greater(out, self._limits, out=out)
+        terminated = np.logical_or(out[0], out[1])
+        if self.sutton_barto_reward:
+            reward = np.where(terminated, -1.0, 0.0)
+        else:
+            reward = np.ones(self.num_envs)
+        return state, reward, terminated
+
+    def _observe(self, state):
+        return state.T.astype(_F32)
+
+
+# ====================================================================== Acrobot-v1
+
+
+class AcrobotVectorEnv(BatchedClassicControlEnv):
+    """Batched `Acrobot-v1` (Gymnasium's `AcrobotEnv`, "book" dynamics, RK4 with dt=0.2); bit-exact.
+
+    Every floating-point operation of Gymnasium's `_dsdt`/`rk4` is repeated on float64 arrays in
+    the same order, so results are bit-identical: the trig ufuncs return what NumPy returns for
+    float64 scalars, and `x**2` (a libm `pow` call on a NumPy scalar, which is not always the
+    correctly rounded `x*x`) is reproduced with `np.float_power`. This matters: the system is
+    chaotic, a one-ulp difference grows to O(1) within an episode.
+
+    State rows: theta1, theta2, dtheta1, dtheta2.
+    """
+
+    env_id = "Acrobot-v1"
+    default_max_episode_steps = 500
+    state_dim = 4
+
+    dt = 0.2
+    LINK_LENGTH_1 = 1.0
+    LINK_LENGTH_2 = 1.0
+    LINK_MASS_1 = 1.0
+    LINK_MASS_2 = 1.0
+    LINK_COM_POS_1 = 0.5
+    LINK_COM_POS_2 = 0.5
+    LINK_MOI = 1.0
+    MAX_VEL_1 = 4 * math.pi
+    MAX_VEL_2 = 9 * math.pi
+    GRAVITY = 9.8
+
+    # Constant factors of `_dsdt`, each evaluated like the leading (left-associated) constant
+    # part of Gymnasium's expression, so multiplying by them rounds identically.
+    _m1, _m2, _l1 = LINK_MASS_1, LINK_MASS_2, LINK_LENGTH_1
+    _lc1, _lc2, _I1, _I2, _g = LINK_COM_POS_1, LINK_COM_POS_2, LINK_MOI, LINK_MOI, GRAVITY
+    D1_CONST = _m1 * _lc1**2                 # d1 = D1_CONST + m2*(D1_INNER + D1_COS*cos2) + I1 + I2
+    D1_INNER = _l1**2 + _lc2**2
+    D1_COS = 2 * _l1 * _lc2
+    D2_INNER = _lc2**2                        # d2 = m2*(D2_INNER + D2_COS*cos2) + I2
+    D2_COS = _l1 * _lc2
+    PHI2 = _m2 * _lc2 * _g                    # phi2 = PHI2 * cos(t1 + t2 - pi/2)
+    PHI1_W2 = -_m2 * _l1 * _lc2               # phi1 = PHI1_W2*w2**2*sin2 - PHI1_W1W2*w2*w1*sin2
+    PHI1_W1W2 = 2 * _m2 * _l1 * _lc2          #        + PHI1_COS*cos(t1 - pi/2) + phi2
+    PHI1_COS = (_m1 * _lc1 + _m2 * _l1) * _g
+    DD2_W1 = _m2 * _l1 * _lc2                 # dd2 = (a + d2/d1*phi1 - DD2_W1*w1**2*sin2 - phi2)
+    DD2_DEN = _m2 * _lc2**2 + _I2             #       / (DD2_DEN - d2**2/d1)
+    # These factors are exactly 1.0 with Gymnasium's constants; multiplying by 1.0 is exact,
+    # so those multiplications are skipped.
+    assert _m2 == D1_COS == PHI1_W1W2 == 1.0
+    del _m1, _m2, _l1, _lc1, _lc2, _I1, _I2, _g
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        high = np.array([1.0, 1.0, 1.0, 1.0, self.MAX_VEL_1, self.MAX_VEL_2], dtype=_F32)
+        return spaces.Box(low=-high, high=high, dtype=_F32), spaces.Discrete(3)
+
+    def _allocate_state(self) -> np.ndarray:
+        # One (6, n) block per RK4 stage: rows 0-3 are the stage's input state y_i, rows 4-5 the
+        # angular accelerations computed there. Rows 2-5 are then exactly the derivative k_i
+        # ([dtheta1, dtheta2, ddtheta1, ddtheta2]), so no copying is needed. Stage 0's input is
+        # the env state itself.
+        self._rk = np.zeros((4, 6, self.num_envs))
+        return self._rk[0, 0:4]
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """See `BatchedClassicControlEnv`."""
+        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+        n = self.num_envs
+        rk = self._rk
+        # Per stage: (theta1, theta2, [dtheta1, dtheta2], dtheta1, dtheta2, ddtheta1, ddtheta2)
+        self._stages = [(y[0], y[1], y[2:4], y[2], y[3], y[4], y[5]) for y in rk]
+        self._k = [y[2:6] for y in rk]
+        self._y_next = [y[0:4] for y in rk[1:]]
+        self._rk_steps = [_const(self.dt / 2.0), _const(self.dt / 2.0), _const(self.dt)]
+        self._rk_sixth = _const(self.dt / 6.0)
+
+        # Scratch rows. `vals` holds [cos t2, cos(t1 - pi/2), cos(t1 + t2 - pi/2), w1**2, w2**2];
+        # multiplied row-wise by `factors` it gives `terms`:
+        # [D2_COS*cos t2, PHI1_COS*cos(t1 - pi/2), phi2, DD2_W1*w1**2, PHI1_W2*w2**2, w2*w1].
+        self._vals = np.empty((5, n))
+        self._factors = np.repeat(
+            [[self.D2_COS], [self.PHI1_COS], [self.PHI2], [self.DD2_W1], [self.PHI1_W2]], n, axis=1)
+        self._terms = np.empty((6, n))
+        self._angles = np.empty((2, n))
+        self._scalars = np.empty((9, n))
+        self._torque = np.empty(n)
+        self._k_sum = np.empty((4, n))
+        self._k_tmp = np.empty((4, n))
+        self._vel_low = np.repeat([[-self.MAX_VEL_1], [-self.MAX_VEL_2]], n, axis=1)
+        self._vel_high = -self._vel_low
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        # Gymnasium keeps this state as float32 (so the first observation uses float32 trig).
+        return rng.uniform(low=-0.1, high=0.1, size=(4,)).astype(_F32)
+
+    def _accelerations(self, t1, t2, w, w1, w2, dd1, dd2) -> None:
+        """Write `_dsdt`'s ddtheta1, ddtheta2 at (t1, t2, w1, w2) and `_torque` into dd1, dd2."""
+        vals, terms, angles = self._vals, self._terms, self._angles
+        cos2, sin2, d1, d2, phi1, num, den, tmp, _ = self._scalars
+        add, sub, mul, div = np.add, np.subtract, np.multiply, np.divide
+        half_pi, moi, two = _HALF_PI, _LINK_MOI, _TWO
+
+        np.cos(t2, vals[0])
+        np.sin(t2, sin2)
+        sub(t1, half_pi, angles[0])
+        add(t1, t2, angles[1])
+        sub(angles[1], half_pi, angles[1])
+        np.cos(angles, vals[1:3])
+        np.float_power(w, two, vals[3:5])  # w**2 on a NumPy float64 is libm pow(w, 2)
+        mul(vals, self._factors, terms[0:5])
+        mul(w2, w1, terms[5])
+        d2_cos, c_term, phi2, d_term, a_term, b_term = terms
+        mul(terms[3:6], sin2, terms[3:6])
+
+        # d1 = ((D1_CONST + (D1_INNER + cos2)) + I1) + I2
+        add(vals[0], _D1_INNER, d1)
+        add(d1, _D1_CONST, d1)
+        add(d1, moi, d1)
+        add(d1, moi, d1)
+        # d2 = (D2_INNER + D2_COS*cos2) + I2
+        add(d2_cos, _D2_INNER, d2)
+        add(d2, moi, d2)
+        # phi1 = ((a_term - b_term) + c_term) + phi2
+        sub(a_term, b_term, phi1)
+        add(phi1, c_term, phi1)
+        add(phi1, phi2, phi1)
+        # ddtheta2 = (((torque + (d2/d1)*phi1) - d_term) - phi2) / (DD2_DEN - d2**2/d1)
+        div(d2, d1, num)
+        mul(num, phi1, num)
+        add(self._torque, num, num)
+        sub(num, d_term, num)
+        sub(num, phi2, num)
+        np.float_power(d2, two, den)
+        div(den, d1, den)
+        sub(_DD2_DEN, den, den)
+        div(num, den, dd2)
+        # ddtheta1 = -(d2*ddtheta2 + phi1) / d1
+        mul(d2, dd2, tmp)
+        add(tmp, phi1, tmp)
+        np.negative(tmp, tmp)
+        div(tmp, d1, dd1)
+
+    def _dynamics(self, state, action):
+        np.subtract(action, 1.0, self._torque)  # torques [-1, 0, +1] for actions [0, 1, 2]
+        k, k_sum, k_tmp = self._k, self._k_sum, self._k_tmp
+        # rk4 over [0, dt]: y_{i+1} = y0 + h_i * k_i with h = dt/2, dt/2, dt
+        for i, stage in enumerate(self._stages):
+            self._accelerations(*stage)
+            if i < 3:
+                np.multiply(k[i], self._rk_steps[i], k_tmp)
+                np.add(state, k_tmp, self._y_next[i])
+        # y = y0 + dt/6 * (((k1 + 2*k2) + 2*k3) + k4)
+        np.multiply(k[1], _TWO, k_tmp)
+        np.add(k[0], k_tmp, k_sum)
+        np.multiply(k[2], _TWO, k_tmp)
+        np.add(k_sum, k_tmp, k_sum)
+        np.add(k_sum, k[3], k_sum)
+        np.multiply(k_sum, self._rk_sixth, k_sum)
+        np.add(state, k_sum, state)
+
+        # wrap() both angles into [-pi, pi] by whole turns, in Gymnasium's order: first
+        # subtract while above, then add while below. Rarely more than one turn.
+        angles = state[0:2]
+        while True:
+            above = np.greater(angles, _PI)
+            if not np.count_nonzero(above):
+                break
+            np.subtract(angles, _TWO_PI, out=angles, where=above)
+        while True:
+            below = np.less(angles, _MINUS_PI)
+            if not np.count_nonzero(below):
+                break
+            np.add(angles, _TWO_PI, out=angles, where=below)
+        velocities = state[2:4]
+        np.maximum(velocities, self._vel_low, velocities)
+        np.minimum(velocities, self._vel_high, velocities)
+
+        # Gymnasium: -cos(t1) - cos(t2 + t1) > 1.0, which is exactly cos(t1) + cos(t1 + t2) < -1.0
+        cos_sum = self._scalars[8]
+        np.add(state[0], state[1], cos_sum)
+        np.cos(cos_sum, cos_sum)
+        reach = np.cos(state[0])
+        np.add(reach, cos_sum, reach)
+        terminated = np.less(reach, _MINUS_ONE)
+        reward = terminated.astype(_F64)  # 0 on reaching the goal, else -1
+        np.subtract(reward, _ONE, reward)
+        return state, reward, terminated
+
+    def _observe(self, state):
+        # rows [cos t1, sin t1, cos t2, sin t2, w1, w2], then transposed to (n, 6) float32
+        obs = np.empty((6, state.shape[1]))
+        np.cos(state[0:2], obs[0:4:2])
+        np.sin(state[0:2], obs[1:4:2])
+        obs[4:6] = state[2:4]
+        return obs.T.astype(_F32)
+
+    def _observe_initial(self, state):
+        # Gymnasium's reset state is float32, so NumPy takes cos/sin in float32 for this one.
+        state32 = state.astype(_F32)
+        obs = np.empty((6, state.shape[1]), dtype=_F32)
+        np.cos(state32[0:2], obs[0:4:2])
+        np.sin(state32[0:2], obs[1:4:2])
+        obs[4:6] = state32[2:4]
+        return np.ascontiguousarray(obs.T)
+
+
+_ONE = _const(1.0)
+_TWO = _const(2.0)
+_MINUS_ONE = _const(-1.0)
+_PI = _const(math.pi)
+_MINUS_PI = _const(-math.pi)
+_TWO_PI = _const(math.pi - -math.pi)  # wrap()'s `diff = M - m`
+_HALF_PI = _const(math.pi / 2.0)
+_LINK_MOI = _const(AcrobotVectorEnv.LINK_MOI)  # I1 and I2
+_D1_CONST = _const(AcrobotVectorEnv.D1_CONST)
+_D1_INNER = _const(AcrobotVectorEnv.D1_INNER)
+_D2_INNER = _const(AcrobotVectorEnv.D2_INNER)
+_DD2_DEN = _const(AcrobotVectorEnv.DD2_DEN)
+
+
+# ====================================================================== Pendulum-v1
+
+
+class PendulumVectorEnv(BatchedClassicControlEnv):
+    """Batched `Pendulum-v1` (Gymnasium's `PendulumEnv`).
+
+    Observations are bit-exact. Rewards are bit-exact for float64 actions; for float32 actions
+    Gymnasium squares the torque with NumPy's float32 scalar power (libm `powf`), which in about
+    0.1% of cases differs by one float32 ulp from the correctly rounded square used here, so the
+    reward can differ by up to ~1e-9 (0.001 * one ulp of u**2 <= 4).
+
+    State rows: theta, theta_dot.
+    """
+
+    env_id = "Pendulum-v1"
+    default_max_episode_steps = 200
+    state_dim = 2
+
+    max_speed = 8
+    max_torque = 2.0
+    dt = 0.05
+    m = 1.0
+    l = 1.0  # noqa: E741 - Gymnasium's name
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        g: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        """See `BatchedClassicControlEnv`; `g` is gravity, as in Gymnasium."""
+        self.g = g
+        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+        self._reset_high = np.array([np.pi, 1.0])  # Gymnasium's DEFAULT_X, DEFAULT_Y
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        high = np.array([1.0, 1.0, self.max_speed], dtype=_F32)
+        action_space = spaces.Box(low=-self.max_torque, high=self.max_torque, shape=(1,), dtype=_F32)
+        return spaces.Box(low=-high, high=high, dtype=_F32), action_space
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(low=-self._reset_high, high=self._reset_high)
+
+    def _dynamics(self, state, action):
+        th, thdot = state
+        # Python-float constants keep the action's dtype (NEP 50), as on Gymnasium's scalars.
+        u = np.clip(action[:, 0], -self.max_torque, self.max_torque)
+        # costs = angle_normalize(th)**2 + 0.1*thdot**2 + 0.001*u**2 (float64 ** is libm pow)
+        costs = np.add(th, np.pi)
+        np.remainder(costs, 2 * np.pi, costs)
+        np.subtract(costs, np.pi, costs)
+        np.float_power(costs, 2.0, costs)
+        tmp = np.float_power(thdot, 2.0)
+        np.multiply(tmp, 0.1, tmp)
+        np.add(costs, tmp, costs)
+        u_sq = np.float_power(u, 2.0) if u.dtype == _F64 else np.square(u)
+        np.add(costs, np.multiply(u_sq, 0.001), costs)
+        # newthdot = thdot + (3g/(2l) * sin(th) + 3/(m l^2) * u) * dt, clipped to max_speed
+        np.sin(th, tmp)
+        np.multiply(tmp, 3 * self.g / (2 * self.l), tmp)
+        np.add(tmp, np.multiply(u, 3.0 / (self.m * self.l**2)), tmp)
+        np.multiply(tmp, self.dt, tmp)
+        np.add(thdot, tmp, thdot)
+        np.clip(thdot, -self.max_speed, self.max_speed, out=thdot)
+        # newth = th + newthdot * dt
+        np.multiply(thdot, self.dt, tmp)
+        np.add(th, tmp, th)
+        np.negative(costs, costs)
+        return state, costs, np.zeros(self.num_envs, dtype=bool)
+
+    def _observe(self, state):
+        th, thdot = state
+        obs = np.empty((state.shape[1], 3), dtype=_F32)
+        obs[:, 0] = np.cos(th)
+        obs[:, 1] = np.sin(th)
+        obs[:, 2] = thdot
+        return obs
+
+
+# ====================================================================== MountainCar-v0
+
+
+class MountainCarVectorEnv(BatchedClassicControlEnv):
+    """Batched `MountainCar-v0` (Gymnasium's `MountainCarEnv`); bit-exact (all float64).
+
+    State rows: position, velocity.
+    """
+
+    env_id = "MountainCar-v0"
+    default_max_episode_steps = 200
+    state_dim = 2
+
+    min_position = -1.2
+    max_position = 0.6
+    max_speed = 0.07
+    goal_position = 0.5
+    force = 0.001
+    gravity = 0.0025
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        goal_velocity: float = 0,
+        **kwargs: Any,
+    ) -> None:
+        """See `BatchedClassicControlEnv`; `goal_velocity` as in Gymnasium."""
+        self.goal_velocity = goal_velocity
+        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        low = np.array([self.min_position, -self.max_speed], dtype=_F32)
+        high = np.array([self.max_position, self.max_speed], dtype=_F32)
+        return spaces.Box(low, high, dtype=_F32), spaces.Discrete(3)
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return np.array([rng.uniform(low=-0.6, high=-0.4), 0.0])
+
+    def _dynamics(self, state, action):
+        position, velocity = state
+        # velocity += (action - 1) * force + cos(3 * position) * (-gravity)
+        push = np.subtract(action, 1)
+        push = np.multiply(push, self.force)
+        hill = np.multiply(position, 3.0)
+        np.cos(hill, hill)
+        np.multiply(hill, -self.gravity, hill)
+        np.add(push, hill, push)
+        np.add(velocity, push, velocity)
+        np.clip(velocity, -self.max_speed, self.max_speed, out=velocity)
+        np.add(position, velocity, position)
+        np.clip(position, self.min_position, self.max_position, out=position)
+        # the car stops dead at the left wall
+        velocity[(position == self.min_position) & (velocity < 0)] = 0.0
+        terminated = (position >= self.goal_position) & (velocity >= self.goal_velocity)
+        return state, np.full(self.num_envs, -1.0), terminated
+
+    def _observe(self, state):
+        return state.T.astype(_F32)
+
+
+# ====================================================================== MountainCarContinuous-v0
+
+
+class ContinuousMountainCarVectorEnv(BatchedClassicControlEnv):
+    """Batched `MountainCarContinuous-v0` (Gymnasium's `Continuous_MountainCarEnv`); bit-exact.
+
+    Gymnasium stores this env's state as float32 after every step (the state drawn at reset is
+    float64), and its Python scalar arithmetic mixes NumPy float32 values with Python floats
+    (e.g. a clipped force is the Python float -1.0 or 1.0, an unclipped one the action's
+    float32). The step below replays those precisions: values are float64 here, rounded to
+    float32 exactly where Gymnasium's operation is a float32 one, and each comparison is made
+    against the threshold as Gymnasium's operand types see it. Exact for float32 and float64
+    actions.
+
+    State rows: position, velocity, and a flag that is 1.0 until the first step of an episode
+    (while Gymnasium's state is still the float64 one drawn at reset).
+    """
+
+    env_id = "MountainCarContinuous-v0"
+    default_max_episode_steps = 999
+    state_dim = 3
+
+    min_action = -1.0
+    max_action = 1.0
+    min_position = -1.2
+    max_position = 0.6
+    max_speed = 0.07
+    goal_position = 0.45
+    power = 0.0015
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        goal_velocity: float = 0,
+        **kwargs: Any,
+    ) -> None:
+        """See `BatchedClassicControlEnv`; `goal_velocity` as in Gymnasium."""
+        self.goal_velocity = goal_velocity
+        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+
+    def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        low = np.array([self.min_position, -self.max_speed], dtype=_F32)
+        high = np.array([self.max_position, self.max_speed], dtype=_F32)
+        action_space = spaces.Box(low=self.min_action, high=self.max_action, shape=(1,), dtype=_F32)
+        return spaces.Box(low=low, high=high, dtype=_F32), action_space
+
+    def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return np.array([rng.uniform(low=-0.6, high=-0.4), 0.0, 1.0])
+
+    @staticmethod
+    def _limit(typed_f32: np.ndarray, value: float) -> np.ndarray:
+        """`value` as a comparison against a float32 (True) or float64/Python-float operand sees it.
+
+        NumPy compares a float32 with a Python float in float32 (NEP 50).
+        """
+        return np.where(typed_f32, float(_F32(value)), value)
+
+    def _dynamics(self, state, action):
+        position, velocity, first_step = state
+        a = action[:, 0]
+        a64 = a.astype(_F64)
+        act_f32 = a.dtype == _F32
+        state_f32 = first_step == 0.0  # Gymnasium's position and velocity are float32 scalars
+
+        # force = min(max(a, min_action), max_action): Python floats where clipped, else `a`.
+        clipped = (a64 < self.min_action) | (a64 > self.max_action)
+        force = np.clip(a64, self.min_action, self.max_action)
+        # velocity += force * power - 0.0025 * math.cos(3 * position)
+        arg = 3.0 * position  # a float32 product when position is float32
+        arg = np.where(state_f32, _round_f32(arg), arg)
+        hill = 0.0025 * np.cos(arg)  # math.cos and its scaling: float64
+        dv = force * self.power - hill
+        if act_f32:  # float32 force: float32 product, then a float32 subtraction
+            dv_f32 = _round_f32(_round_f32(a64 * float(_F32(self.power))) - _round_f32(hill))
+            dv = np.where(clipped, dv, dv_f32)
+        # float32 velocity + (float32 or Python float) stays float32; a float64 operand (first
+        # step's velocity, unclipped float64 action) promotes the sum to float64.
+        vel_f32 = state_f32 & (clipped | act_f32)
+        velocity = np.where(vel_f32, _round_f32(velocity + _round_f32(dv)), velocity + dv)
+        # speed limit: compared in velocity's dtype, then set to the Python float +-max_speed
+        limit = self._limit(vel_f32, self.max_speed)
+        too_fast = velocity > limit
+        velocity = np.where(too_fast, self.max_speed, velocity)
+        too_slow = velocity < -limit
+        velocity = np.where(too_slow, -self.max_speed, velocity)
+        vel_limited = too_fast | too_slow
+        # position += velocity: float32 unless one operand is float64
+        pos_f32 = state_f32 & (vel_f32 | vel_limited)
+        position = np.where(pos_f32, _round_f32(position + _round_f32(velocity)), position + velocity)
+        at_right = position > self._limit(pos_f32, self.max_position)
+        position = np.where(at_right, self.max_position, position)
+        at_left = position < self._limit(pos_f32, self.min_position)
+        position = np.where(at_left, self.min_position, position)
+        # the car stops dead at the left wall (`position == min_position`, in position's dtype)
+        stopped = (at_left | (position == self._limit(pos_f32, self.min_position))) & (velocity < 0)
+        velocity = np.where(stopped, 0.0, velocity)
+
+        pos_typed_f32 = pos_f32 & ~(at_right | at_left)
+        vel_typed_f32 = vel_f32 & ~(vel_limited | stopped)
+        terminated = (position >= self._limit(pos_typed_f32, self.goal_position)) & (
+            velocity >= self._limit(vel_typed_f32, self.goal_velocity))
+        # reward = 100 on reaching the goal, minus math.pow(action, 2) * 0.1 (float64 libm pow)
+        reward = np.where(terminated, 100.0, 0.0)
+        np.subtract(reward, np.float_power(a64, 2.0) * 0.1, reward)
+
+        state[0] = _round_f32(position)  # Gymnasium: self.state = np.array(..., dtype=float32)
+        state[1] = _round_f32(velocity)
+        state[2] = 0.0
+        return state, reward, terminated
+
+    def _observe(self, state):
+        return state[0:2].T.astype(_F32)
+
+
+# ====================================================================== registry
+
+BATCHED_ENVS: dict[str, type[BatchedClassicControlEnv]] = {
+    cls.env_id: cls
+    for cls in (
+        CartPoleVectorEnv,
+        AcrobotVectorEnv,
+        PendulumVectorEnv,
+        MountainCarVectorEnv,
+        ContinuousMountainCarVectorEnv,
+    )
+}
+
+
+def make_batched_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None = None, **kwargs: Any
+) -> VectorEnv | None:
+    """A batched NumPy vector env for `env_id`, or None if `env_id` has no batched version.
+
+    `max_episode_steps=None` uses the registered spec's value; `kwargs` are the env's options
+    (e.g. `g` for Pendulum-v1), unknown ones raise TypeError.
+    """
+    cls = BATCHED_ENVS.get(env_id)
+    if cls is None:
+        return None
+    return cls(num_envs=num_envs, max_episode_steps=max_episode_steps, **kwargs)

@@ -1,0 +1,134 @@
+"""Selection and mutation: seeded, elitist, within bounds, and never throwing optimiser state away."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from helpers import DISCRETE, varied_population
+
+from evorl_cli.config import HPRange, MutationConfig, NetConfig
+from evorl_cli.evolve.mutate import Mutator
+from evorl_cli.evolve.tournament import tournament_select
+from evorl_cli.optim import BatchedAdam
+
+
+def test_tournament_is_elitist_and_seeded():
+    fitness = np.array([-300.0, -120.0, np.nan, -200.0, -90.0, -400.0])
+    a = tournament_select(fitness, 3, True, np.random.default_rng(5))
+    b = tournament_select(fitness, 3, True, np.random.default_rng(5))
+    c = tournament_select(fitness, 3, True, np.random.default_rng(6))
+    assert a[0] == 4  # the elite keeps slot 0
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 2 not in a  # a member without a finished episode never wins a tournament of 3
+    # A tournament of the whole population always picks the best.
+    assert (tournament_select(fitness, 6, False, np.random.default_rng(0)) == 4).all()
+
+
+def _mutator(pop, **mutation):
+    probs = {"no_mutation": 0.0, "parameters": 0.0, "architecture": 0.0, "activation": 0.0, "rl_hp": 0.0}
+    probs.update(mutation)
+    cfg = MutationConfig(**probs)
+    hp = {"lr": HPRange(1e-4, 2e-3, 1.5, 0.5), "batch_size": HPRange(8, 64, 2.0, 0.5)}
+    return Mutator(cfg, NetConfig(max_width=96, max_layers=3), hp, 32, np.random.default_rng(0),
+                   torch.Generator().manual_seed(0))
+
+
+def _adam_with_history(pop):
+    adam = BatchedAdam(pop.size, pop.net.num_params, torch.device("cpu"))
+    g = torch.randn(pop.size, pop.net.num_params, generator=torch.Generator().manual_seed(1))
+    adam.step(pop.params.detach().clone(), g * (pop.params.detach() != 0), torch.full((pop.size,), 1e-3),
+              torch.ones(pop.size))
+    pop.adam = adam
+    return adam.exp_avg.clone(), adam.exp_avg_sq.clone()
+
+
+def test_hyperparameter_mutation_keeps_adam_state_and_bounds():
+    pop = varied_population(DISCRETE)
+    m, v = _adam_with_history(pop)
+    mutator = _mutator(pop, rl_hp=1.0)
+    elite = {k: v[0] for k, v in pop.hp.items()}
+    start = {k: v.copy() for k, v in pop.hp.items()}
+    for _ in range(30):
+        notes = mutator.mutate(pop, protected={0})
+        assert notes[0] == "elite"
+        assert ((pop.hp["lr"] >= 1e-4) & (pop.hp["lr"] <= 2e-3)).all()
+        assert ((pop.hp["batch_size"] >= 8) & (pop.hp["batch_size"] <= 32)).all()  # capped at the rollout
+    assert all(pop.hp[k][0] == v for k, v in elite.items())
+    assert any((pop.hp[k][1:] != start[k][1:]).any() for k in ("lr", "batch_size"))
+    assert torch.equal(pop.adam.exp_avg, m) and torch.equal(pop.adam.exp_avg_sq, v)
+
+
+def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
+    pop = varied_population(DISCRETE)
+    pop.hp["lr"][:] = 1e-3
+    _adam_with_history(pop)
+    obs = torch.randn(pop.size, 6, pop.net.obs_dim)
+    with torch.no_grad():
+        before_head, _ = pop.forward_normalized(obs)
+    params_before = pop.params.detach().clone()
+    m_before = pop.adam.exp_avg.clone()
+    mutator = _mutator(pop, architecture=1.0)
+    mutator.cfg.new_layer_prob = 0.0  # node growth only: must preserve the function
+    notes = mutator.mutate(pop, protected=set())
+    assert all(n.startswith("nodes") for n in notes), notes
+    with torch.no_grad():
+        after_head, _ = pop.forward_normalized(obs)
+    assert torch.allclose(before_head, after_head, atol=1e-6)
+    changed = pop.params.detach() != params_before
+    assert changed.any()
+    assert (pop.adam.exp_avg[changed] == 0).all()
+    assert torch.equal(pop.adam.exp_avg[~changed], m_before[~changed])
+
+
+def test_activation_and_parameter_mutations():
+    pop = varied_population(DISCRETE)
+    acts_before = pop.arch.activation.copy()
+    _mutator(pop, activation=1.0).mutate(pop, protected=set())
+    assert (pop.arch.activation != acts_before).all()
+
+    before = pop.params.detach().clone()
+    _mutator(pop, parameters=1.0).mutate(pop, protected={0})
+    after = pop.params.detach()
+    assert torch.equal(after[0], before[0])
+    assert not torch.equal(after[1], before[1])
+    assert torch.equal(after[1] == 0, before[1] == 0)  # unused (zero) weights stay zero
+    critic = [s for n, s in pop.net.layout.slots.items() if n.startswith(("critic", "v."))]
+    for slot in critic:  # the value function is left alone
+        assert torch.equal(after[1, slot.start:slot.end], before[1, slot.start:slot.end])
+
+
+def test_gather_moves_everything_a_member_owns():
+    pop = varied_population(DISCRETE)
+    _adam_with_history(pop)
+    pop.obs_norm.mean = torch.arange(pop.size * pop.net.obs_dim, dtype=torch.float32).view(pop.size, -1)
+    pop.hp["lr"] = np.array([1e-3, 2e-3, 3e-3])
+    snapshot = (pop.params.detach().clone(), pop.adam.exp_avg.clone(), pop.obs_norm.mean.clone(),
+                pop.arch.widths.copy())
+    idx = np.array([2, 2, 0])
+    pop.gather(idx)
+    assert torch.equal(pop.params.detach(), snapshot[0][idx])
+    assert torch.equal(pop.adam.exp_avg, snapshot[1][idx])
+    assert torch.equal(pop.obs_norm.mean, snapshot[2][idx])
+    assert np.array_equal(pop.arch.widths, snapshot[3][idx])
+    assert np.allclose(pop.hp["lr"], [3e-3, 3e-3, 1e-3])
+    assert pop.params.requires_grad and pop.masks.width == int(pop.arch.widths.max())
+
+
+def test_batched_adam_equals_torch_adam_per_member():
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(3, 10, generator=g)
+    lrs = torch.tensor([1e-3, 1e-2, 5e-4])
+    refs = [params[p].clone().requires_grad_(True) for p in range(3)]
+    opts = [torch.optim.Adam([refs[p]], lr=float(lrs[p]), eps=1e-5) for p in range(3)]
+    adam = BatchedAdam(3, 10, torch.device("cpu"))
+    for step in range(6):
+        grad = torch.randn(3, 10, generator=g)
+        active = torch.tensor([1.0, float(step % 2 == 0), 1.0])  # member 1 sits out odd steps
+        adam.step(params, grad, lrs, active)
+        for p in range(3):
+            if active[p]:
+                refs[p].grad = grad[p].clone()
+                opts[p].step()
+    for p in range(3):
+        assert torch.allclose(params[p], refs[p].detach(), atol=1e-7)

@@ -1,0 +1,94 @@
+"""The padded, masked population network computes exactly what each member's narrow network computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
+
+from evorl_cli.nets.layout import ParamLayout
+
+
+def _outputs(pop, obs):
+    with torch.no_grad():
+        return pop.forward_normalized(obs.expand(pop.size, -1, -1))
+
+
+@pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("share_encoder", [False, True], ids=["separate", "shared"])
+def test_masked_members_equal_their_narrow_networks(action, share_encoder):
+    pop = varied_population(action, share_encoder=share_encoder)
+    obs = torch.randn(1, 7, pop.net.obs_dim)
+    head, value = _outputs(pop, obs)
+    for p in range(pop.size):
+        want_head, want_value = NarrowNet(pop, p).forward(obs[0])
+        assert torch.allclose(head[p], want_head, atol=1e-5)
+        assert torch.allclose(value[p], want_value, atol=1e-5)
+
+
+def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
+    pop = varied_population(DISCRETE)
+    obs = torch.randn(1, 5, pop.net.obs_dim)
+    head0, value0 = _outputs(pop, obs)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in range(pop.size):
+            last = int(pop.arch.n_layers[p]) - 1
+            for layer in range(last + 1):
+                new = int(pop.arch.widths[p, layer]) + 16
+                pop.net.grow_units(pop.params[p], pop.arch, p, layer, new, gen)
+                pop.arch.widths[p, layer] = new
+    pop.refresh_masks()
+    head1, value1 = _outputs(pop, obs)
+    assert torch.allclose(head0, head1, atol=1e-6) and torch.allclose(value0, value1, atol=1e-6)
+    assert pop.arch.widths[0, 0] == 80  # the batch really got wider
+
+    # Adding a layer changes the function, and the batch then equals the narrow deeper network.
+    with torch.no_grad():
+        width = pop.net.add_layer(pop.params[2], pop.arch, 2, gen)
+    pop.arch.widths[2, 1] = width
+    pop.refresh_masks()
+    head2, _ = _outputs(pop, obs)
+    assert not torch.allclose(head2[2], head1[2])
+    assert torch.allclose(head2[2], NarrowNet(pop, 2).forward(obs[0])[0], atol=1e-5)
+    assert torch.allclose(head2[:2], head1[:2])  # other members untouched
+
+    # Removing units and layers: the batch still equals each narrow network.
+    with torch.no_grad():
+        pop.net.shrink_units(pop.params[0], pop.arch, 0, 1, 40)
+        pop.arch.widths[0, 1] = 40
+        pop.net.remove_layer(pop.params[1], pop.arch, 1)
+        pop.arch.widths[1, 1] = 0
+    pop.refresh_masks()
+    head3, value3 = _outputs(pop, obs)
+    for p in (0, 1):
+        want_head, want_value = NarrowNet(pop, p).forward(obs[0])
+        assert torch.allclose(head3[p], want_head, atol=1e-5)
+        assert torch.allclose(value3[p], want_value, atol=1e-5)
+
+
+def test_compute_is_cut_to_the_widest_member():
+    pop = varied_population(DISCRETE, widths=([16, 16], [24]), activations=("tanh", "tanh"), max_width=256)
+    assert pop.masks.width == 24 and pop.masks.depth == 2
+
+
+def test_layout_views_share_storage():
+    layout = ParamLayout()
+    layout.add("a", (2, 3))
+    layout.add("b", (4,))
+    flat = torch.zeros(5, layout.size)
+    layout.view(flat, "b")[1] = 7.0
+    assert layout.size == 10 and flat[1, 6:].eq(7.0).all() and flat[0].eq(0).all()
+    with pytest.raises(ValueError):
+        layout.add("a", (1,))
+
+
+def test_per_member_activation_matches_each_function():
+    pop = varied_population(DISCRETE, widths=([8], [8], [8]), activations=("relu", "tanh", "elu"))
+    z = torch.randn(3, 4, 8)
+    out = pop.masks.activate(z)
+    assert torch.equal(out[0], torch.relu(z[0]))
+    assert torch.equal(out[1], torch.tanh(z[1]))
+    assert torch.equal(out[2], torch.nn.functional.elu(z[2]))
+    assert np.array_equal(pop.arch.n_layers, [1, 1, 1])
