@@ -102,8 +102,10 @@ class EnvBatch:
                                  f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
 
         def make_one() -> gym.Env:
-            env = gym.make(cfg.id, render_mode=render_mode, max_episode_steps=cfg.max_episode_steps,
-                           **dict(cfg.kwargs))
+            kwargs = dict(cfg.kwargs)
+            if render_mode is not None:  # not every env accepts render_mode=None
+                kwargs["render_mode"] = render_mode
+            env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **kwargs)
             for wrapper in cfg.wrappers:
                 from hydra.utils import instantiate
 

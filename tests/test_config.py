@@ -1,0 +1,75 @@
+"""The shipped configs compose and validate; the schema rejects what it should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from helpers import tiny_config
+
+from evorl_cli.cli import CONF_DIR, resumed_config
+from evorl_cli.config import build_train_config
+from evorl_cli.errors import EvorlError
+
+CONF = Path(CONF_DIR)
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("env", "net", "mutation", "hp_config", "algo")}
+
+
+def _compose(overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.mark.parametrize("env", GROUPS["env"])
+@pytest.mark.parametrize("net", GROUPS["net"])
+def test_every_env_and_net_composes_and_validates(env, net):
+    config = build_train_config(_compose([f"env={env}", f"net={net}"]))
+    assert config.env.name == env and config.net.name == net
+    assert config.algo.batch_size <= config.algo.rollout_steps * config.env.num_envs
+
+
+@pytest.mark.parametrize("group", ["mutation", "hp_config", "algo"])
+def test_every_group_option_composes(group):
+    for option in GROUPS[group]:
+        build_train_config(_compose([f"{group}={option}"]))
+
+
+def test_env_files_tune_algo_after_the_algo_defaults():
+    config = build_train_config(_compose(["env=acrobot"]))
+    assert config.algo.ent_coef == 0.0  # acrobot.yaml overrides algo/ppo.yaml's 0.01
+    config = build_train_config(_compose(["env=acrobot", "algo.ent_coef=0.02"]))
+    assert config.algo.ent_coef == 0.02  # the command line wins
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"population.size": 0}, "population.size"),
+    ({"evolution.tournament_size": 9}, "tournament_size"),
+    ({"algo.lr": -1.0}, "algo.lr"),
+    ({"algo.batch_size": 10_000}, "rollout size"),
+    ({"hp_config.lr": {"min": 0.1, "max": 0.01}}, "greater than max"),
+    ({"hp_config.lrr": {"min": 0.1, "max": 0.2}}, "did you mean lr"),
+    ({"net.activation": "swish"}, "net.activation"),
+    ({"net.hidden_sizes": [512]}, "max_width"),
+    ({"algo.gamma": 1.5}, "algo.gamma"),
+])
+def test_bad_values_raise_one_clear_error(overrides, message):
+    with pytest.raises(EvorlError, match=message) as info:
+        tiny_config(**overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_and_wrong_type_are_named():
+    with pytest.raises(EvorlError, match="unknown config key 'algo.nope'"):
+        build_train_config({"algo": {"nope": 1}})
+    with pytest.raises(EvorlError, match="algo.lr"):
+        build_train_config({"algo": {"lr": "fast"}})
+
+
+def test_resume_accepts_budget_changes_but_not_a_different_run():
+    saved = {"env": {"id": "CartPole-v1"}, "max_steps": 1000}
+    assert resumed_config(saved, ["max_steps=5000", "resume=x"]).max_steps == 5000
+    with pytest.raises(EvorlError, match="cannot change when resuming"):
+        resumed_config(saved, ["env.id=Acrobot-v1"])

@@ -1,0 +1,94 @@
+"""Rollouts: truncated episodes are bootstrapped from their final observation, terminated ones are not;
+Discrete observations are one-hot encoded; evaluation gives every member the same episodes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_config
+
+from evorl_cli.envs.batch import EnvBatch, observation_encoder
+from evorl_cli.evaluate import evaluate
+from evorl_cli.population import Population
+from evorl_cli.rollout import RolloutCollector
+
+
+class CountEnv(gym.Env):
+    """obs = [steps taken, 1]; reward 1 per step; ends after 3 steps by termination or time limit."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate: bool = False):
+        self.terminate = terminate
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0, 1.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t, 1.0], np.float32), 1.0, self.terminate and self.t == 3, False, {}
+
+
+gym.register(id="EvorlCount-v0", entry_point=CountEnv, max_episode_steps=3)
+
+
+@pytest.mark.parametrize("terminate", [False, True], ids=["truncated", "terminated"])
+def test_time_limit_is_bootstrapped_but_termination_is_not(terminate):
+    config = tiny_config(**{"env.id": "EvorlCount-v0", "env.num_envs": 1, "env.kwargs": {"terminate": terminate},
+                            "population.size": 2})
+    env = EnvBatch(config.env, 2)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), torch.Generator().manual_seed(0))
+    pop.hp["gamma"] = np.array([0.9, 0.5])
+    collector = RolloutCollector(env, 2, 1, steps=4, device=torch.device("cpu"))
+    collector.reset(seed=0)
+    ro = collector.collect(pop, torch.Generator().manual_seed(0))
+
+    final_value = pop.value_normalized(torch.tensor([[[3.0, 1.0]], [[3.0, 1.0]]]))[:, 0]
+    expected_last = 1.0 if terminate else 1.0 + torch.tensor([0.9, 0.5]) * final_value
+    assert torch.allclose(ro.rewards[2, :, 0], torch.as_tensor(expected_last, dtype=torch.float32), atol=1e-6)
+    assert torch.equal(ro.rewards[[0, 1, 3], :, 0], torch.ones(3, 2))
+    assert torch.equal(ro.dones[:, 0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    # After the autoreset the next observation is the first of a new episode.
+    assert torch.equal(ro.raw_obs[3, 0, 0], torch.tensor([0.0, 1.0]))
+    assert collector.episodes.count.tolist() == [1, 1]
+    assert collector.episodes.mean_returns().tolist() == [3.0, 3.0]
+
+
+def test_discrete_observations_are_one_hot():
+    space = gym.spaces.Discrete(4, start=1)
+    size, encode = observation_encoder(space)
+    assert size == 4
+    assert np.array_equal(encode(np.array([1, 4])), np.array([[1, 0, 0, 0], [0, 0, 0, 1]], np.float32))
+    config = tiny_config(**{"env.id": "FrozenLake-v1", "env.kwargs": {"is_slippery": False}})
+    env = EnvBatch(config.env, 3)
+    obs = env.reset(seed=0)
+    assert obs.shape == (3, 16) and (obs.sum(1) == 1).all() and (obs[:, 0] == 1).all()
+
+
+def test_unsupported_spaces_get_a_clear_error():
+    from evorl_cli.errors import EvorlError
+
+    with pytest.raises(EvorlError, match="not supported"):
+        observation_encoder(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}))
+
+
+def test_masked_observation_indices_read_zero():
+    config = tiny_config(**{"env.id": "CartPole-v1", "env.mask_indices": [1, 3]})
+    obs = EnvBatch(config.env, 4).reset(seed=0)
+    assert (obs[:, [1, 3]] == 0).all() and (obs[:, [0, 2]] != 0).any()
+
+
+def test_evaluation_gives_members_the_same_episodes():
+    config = tiny_config(**{"population.size": 3})
+    env = EnvBatch(config.env, 3 * 4)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), torch.Generator().manual_seed(0))
+    pop.gather(np.array([0, 0, 0]))  # three identical members
+    result = evaluate(pop, env, 4, seed=11, gen=torch.Generator().manual_seed(0), deterministic=True)
+    assert result.returns.shape == (3, 4)
+    assert (result.returns == result.returns[0]).all()  # same policy, same starts -> same returns
