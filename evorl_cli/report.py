@@ -36,7 +36,7 @@ def generation_table(rec: GenerationRecord, pop: Population, tuned: list[str]) -
     best = int(np.nanargmax(np.where(np.isnan(rec.fitness), -np.inf, rec.fitness)))
     table = Table(title=f"generation {rec.generation}  ·  {rec.env_steps:,} env steps  ·  {rec.wall_time:.1f} s",
                   title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("member", "fitness", "train return"):
+    for col in ("member", "fitness", "train return", "steps"):
         table.add_column(col, justify="right")
     for name in tuned:
         table.add_column(name, justify="right")
@@ -45,7 +45,7 @@ def generation_table(rec: GenerationRecord, pop: Population, tuned: list[str]) -
     for p in range(pop.size):
         hp = pop.hyperparameters(p)
         style = "bold green" if p == best else None
-        table.add_row(str(p), _num(rec.fitness[p]), _num(rec.train_return[p]),
+        table.add_row(str(p), _num(rec.fitness[p]), _num(rec.train_return[p]), f"{rec.env_steps // pop.size:,}",
                       *[f"{hp[n]:.3g}" for n in tuned], pop.arch.describe(p),
                       "-" if rec.parents[p] < 0 else str(rec.parents[p]), rec.mutations[p], style=style)
     return table

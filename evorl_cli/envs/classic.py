@@ -42,6 +42,7 @@ __all__ = [
 
 _F32 = np.float32
 _F64 = np.float64
+_UNSIGNED = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
 
 
 def _const(value: float) -> np.ndarray:
@@ -154,6 +155,7 @@ class BatchedClassicControlEnv(VectorEnv):
         if isinstance(self.single_action_space, spaces.Discrete):
             self._action_shape: tuple[int, ...] = (self.num_envs,)
             self._num_actions = int(self.single_action_space.n)
+            self._num_actions_array = np.array(self._num_actions, dtype=np.uint64)
         else:
             self._action_shape = (self.num_envs, *self.single_action_space.shape)
             self._num_actions = 0
@@ -276,8 +278,8 @@ class BatchedClassicControlEnv(VectorEnv):
             if actions.dtype.kind not in "iu":
                 raise TypeError(f"{type(self).__name__}: discrete actions must be integers, got {actions.dtype}")
             # Viewed as unsigned, negative actions become huge: one comparison checks both ends.
-            unsigned = actions.view(np.dtype(f"u{actions.dtype.itemsize}"))
-            if np.count_nonzero(np.greater_equal(unsigned, self._num_actions)):
+            unsigned = actions.view(_UNSIGNED[actions.dtype.itemsize])
+            if np.count_nonzero(np.greater_equal(unsigned, self._num_actions_array)):
                 raise ValueError(f"{type(self).__name__}: actions must be in [0, {self._num_actions}), got {actions}")
         elif actions.dtype != _F32 and actions.dtype != _F64:
             actions = actions.astype(_F64)
@@ -461,59 +463,70 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
         n = self.num_envs
         rk = self._rk
-        # Per stage: (theta1, theta2, [dtheta1, dtheta2], dtheta1, dtheta2, ddtheta1, ddtheta2)
-        self._stages = [(y[0], y[1], y[2:4], y[2], y[3], y[4], y[5]) for y in rk]
         self._k = [y[2:6] for y in rk]
         self._y_next = [y[0:4] for y in rk[1:]]
         self._rk_steps = [_const(self.dt / 2.0), _const(self.dt / 2.0), _const(self.dt)]
         self._rk_sixth = _const(self.dt / 6.0)
-
-        # Scratch rows. `vals` holds [cos t2, cos(t1 - pi/2), cos(t1 + t2 - pi/2), w1**2, w2**2];
-        # multiplied row-wise by `factors` it gives `terms`:
-        # [D2_COS*cos t2, PHI1_COS*cos(t1 - pi/2), phi2, DD2_W1*w1**2, PHI1_W2*w2**2, w2*w1].
-        self._vals = np.empty((5, n))
-        self._factors = np.repeat(
-            [[self.D2_COS], [self.PHI1_COS], [self.PHI2], [self.DD2_W1], [self.PHI1_W2]], n, axis=1)
-        self._terms = np.empty((6, n))
-        self._angles = np.empty((2, n))
-        self._scalars = np.empty((9, n))
-        self._torque = np.empty(n)
         self._k_sum = np.empty((4, n))
         self._k_tmp = np.empty((4, n))
         self._vel_low = np.repeat([[-self.MAX_VEL_1], [-self.MAX_VEL_2]], n, axis=1)
         self._vel_high = -self._vel_low
+        self._torque = np.empty(n)
+        self._obs_rows = np.empty((6, n))  # [cos t1, sin t1, cos t2, sin t2, w1, w2]
+        self._check = np.empty((3, n))  # [theta1 + theta2 and its cos, |angle| scratch]
+
+        # Scratch for `_accelerations`, shared by the stages. Views are made once here: slicing
+        # costs about as much as a ufunc call on these small arrays.
+        work = np.empty((21, n))
+        angles = work[0:3]  # [theta2, theta1 - pi/2, theta1 + theta2 - pi/2]
+        vals = work[3:8]  # [cos t2, cos(t1 - pi/2), cos(t1 + t2 - pi/2), w1**2, w2**2]
+        terms = work[8:14]  # vals * factors, and w2*w1: see `_accelerations`
+        factors = np.repeat(
+            [[self.D2_COS], [self.PHI1_COS], [self.PHI2], [self.DD2_W1], [self.PHI1_W2]], n, axis=1)
+        d2_cos, c_term, phi2, d_term, a_term, b_term = terms
+        sin2, d1, d2, phi1, num, den, tmp = work[14:21]
+        shared = (self._torque, angles, angles[0], angles[1], angles[2], vals[0], sin2, vals[0:3],
+                  vals[3:5], vals, factors, terms[0:5], d2_cos, c_term, phi2, d_term, a_term, b_term,
+                  d1, d2, phi1, num, den, tmp)
+        # Per stage: theta1, theta2, [dtheta1, dtheta2], dtheta1, dtheta2, ddtheta1, ddtheta2
+        self._stage_args = [(y[0], y[1], y[2:4], y[2], y[3], y[4], y[5]) + shared for y in rk]
+        self._t1, self._t2, self._velocities = rk[0, 0], rk[0, 1], rk[0, 2:4]
 
     def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
         # Gymnasium keeps this state as float32 (so the first observation uses float32 trig).
         return rng.uniform(low=-0.1, high=0.1, size=(4,)).astype(_F32)
 
-    def _accelerations(self, t1, t2, w, w1, w2, dd1, dd2) -> None:
-        """Write `_dsdt`'s ddtheta1, ddtheta2 at (t1, t2, w1, w2) and `_torque` into dd1, dd2."""
-        vals, terms, angles = self._vals, self._terms, self._angles
-        cos2, sin2, d1, d2, phi1, num, den, tmp, _ = self._scalars
+    @staticmethod
+    def _accelerations(t1, t2, w, w1, w2, dd1, dd2, torque, angles, angle_t2, angle_a, angle_b,
+                       cos2, sin2, cosines, w_sq, vals, factors, scaled, d2_cos, c_term, phi2,
+                       d_term, a_term, b_term, d1, d2, phi1, num, den, tmp) -> None:
+        """`_dsdt`'s ddtheta1, ddtheta2 at one RK4 stage, written into dd1, dd2.
+
+        Arguments are preallocated row views (see `__init__`); each line is one of Gymnasium's
+        float64 operations, in its order.
+        """
         add, sub, mul, div = np.add, np.subtract, np.multiply, np.divide
-        half_pi, moi, two = _HALF_PI, _LINK_MOI, _TWO
-
-        np.cos(t2, vals[0])
+        np.copyto(angle_t2, t2)  # one cos call for all three angles
+        sub(t1, _HALF_PI, angle_a)  # theta1 - pi/2
+        add(t1, t2, angle_b)
+        sub(angle_b, _HALF_PI, angle_b)  # theta1 + theta2 - pi/2
+        np.cos(angles, cosines)
         np.sin(t2, sin2)
-        sub(t1, half_pi, angles[0])
-        add(t1, t2, angles[1])
-        sub(angles[1], half_pi, angles[1])
-        np.cos(angles, vals[1:3])
-        np.float_power(w, two, vals[3:5])  # w**2 on a NumPy float64 is libm pow(w, 2)
-        mul(vals, self._factors, terms[0:5])
-        mul(w2, w1, terms[5])
-        d2_cos, c_term, phi2, d_term, a_term, b_term = terms
-        mul(terms[3:6], sin2, terms[3:6])
-
+        np.float_power(w, _TWO, w_sq)  # w**2 on a NumPy float64 is libm pow(w, 2), not w*w
+        # [D2_COS*cos2, PHI1_COS*cos(t1 - pi/2), phi2, DD2_W1*w1**2, PHI1_W2*w2**2]
+        mul(vals, factors, scaled)
+        mul(w2, w1, b_term)  # PHI1_W1W2 * w2 * w1
+        mul(d_term, sin2, d_term)
+        mul(a_term, sin2, a_term)
+        mul(b_term, sin2, b_term)
         # d1 = ((D1_CONST + (D1_INNER + cos2)) + I1) + I2
-        add(vals[0], _D1_INNER, d1)
+        add(cos2, _D1_INNER, d1)
         add(d1, _D1_CONST, d1)
-        add(d1, moi, d1)
-        add(d1, moi, d1)
+        add(d1, _LINK_MOI, d1)
+        add(d1, _LINK_MOI, d1)
         # d2 = (D2_INNER + D2_COS*cos2) + I2
         add(d2_cos, _D2_INNER, d2)
-        add(d2, moi, d2)
+        add(d2, _LINK_MOI, d2)
         # phi1 = ((a_term - b_term) + c_term) + phi2
         sub(a_term, b_term, phi1)
         add(phi1, c_term, phi1)
@@ -521,10 +534,10 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         # ddtheta2 = (((torque + (d2/d1)*phi1) - d_term) - phi2) / (DD2_DEN - d2**2/d1)
         div(d2, d1, num)
         mul(num, phi1, num)
-        add(self._torque, num, num)
+        add(torque, num, num)
         sub(num, d_term, num)
         sub(num, phi2, num)
-        np.float_power(d2, two, den)
+        np.float_power(d2, _TWO, den)
         div(den, d1, den)
         sub(_DD2_DEN, den, den)
         div(num, den, dd2)
@@ -536,57 +549,58 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
 
     def _dynamics(self, state, action):
         np.subtract(action, 1.0, self._torque)  # torques [-1, 0, +1] for actions [0, 1, 2]
-        k, k_sum, k_tmp = self._k, self._k_sum, self._k_tmp
-        # rk4 over [0, dt]: y_{i+1} = y0 + h_i * k_i with h = dt/2, dt/2, dt
-        for i, stage in enumerate(self._stages):
-            self._accelerations(*stage)
-            if i < 3:
-                np.multiply(k[i], self._rk_steps[i], k_tmp)
-                np.add(state, k_tmp, self._y_next[i])
+        accelerations, stage_args = self._accelerations, self._stage_args
+        k, y_next, rk_steps, k_sum, k_tmp = self._k, self._y_next, self._rk_steps, self._k_sum, self._k_tmp
+        add, mul = np.add, np.multiply
+        # rk4 over [0, dt]: stage i+1 starts at y0 + h_i * k_i, h = dt/2, dt/2, dt
+        accelerations(*stage_args[0])
+        for i in range(3):
+            mul(k[i], rk_steps[i], k_tmp)
+            add(state, k_tmp, y_next[i])
+            accelerations(*stage_args[i + 1])
         # y = y0 + dt/6 * (((k1 + 2*k2) + 2*k3) + k4)
-        np.multiply(k[1], _TWO, k_tmp)
-        np.add(k[0], k_tmp, k_sum)
-        np.multiply(k[2], _TWO, k_tmp)
-        np.add(k_sum, k_tmp, k_sum)
-        np.add(k_sum, k[3], k_sum)
-        np.multiply(k_sum, self._rk_sixth, k_sum)
-        np.add(state, k_sum, state)
+        mul(k[1], _TWO, k_tmp)
+        add(k[0], k_tmp, k_sum)
+        mul(k[2], _TWO, k_tmp)
+        add(k_sum, k_tmp, k_sum)
+        add(k_sum, k[3], k_sum)
+        mul(k_sum, self._rk_sixth, k_sum)
+        add(state, k_sum, state)
 
-        # wrap() both angles into [-pi, pi] by whole turns, in Gymnasium's order: first
-        # subtract while above, then add while below. Rarely more than one turn.
+        # wrap() both angles into [-pi, pi] by whole turns, in Gymnasium's order (subtract while
+        # above, then add while below); |angle| > pi is the cheap common test.
         angles = state[0:2]
-        while True:
-            above = np.greater(angles, _PI)
-            if not np.count_nonzero(above):
-                break
-            np.subtract(angles, _TWO_PI, out=angles, where=above)
-        while True:
-            below = np.less(angles, _MINUS_PI)
-            if not np.count_nonzero(below):
-                break
-            np.add(angles, _TWO_PI, out=angles, where=below)
-        velocities = state[2:4]
-        np.maximum(velocities, self._vel_low, velocities)
-        np.minimum(velocities, self._vel_high, velocities)
+        check = self._check
+        np.absolute(angles, check[1:3])
+        if np.count_nonzero(np.greater(check[1:3], _PI)):
+            while np.count_nonzero(above := np.greater(angles, _PI)):
+                np.subtract(angles, _TWO_PI, out=angles, where=above)
+            while np.count_nonzero(below := np.less(angles, _MINUS_PI)):
+                np.add(angles, _TWO_PI, out=angles, where=below)
+        velocities = self._velocities
+        np.maximum(velocities, self._vel_low, out=velocities)
+        np.minimum(velocities, self._vel_high, out=velocities)
 
         # Gymnasium: -cos(t1) - cos(t2 + t1) > 1.0, which is exactly cos(t1) + cos(t1 + t2) < -1.0
-        cos_sum = self._scalars[8]
-        np.add(state[0], state[1], cos_sum)
-        np.cos(cos_sum, cos_sum)
-        reach = np.cos(state[0])
-        np.add(reach, cos_sum, reach)
+        reach = check[0]
+        add(self._t1, self._t2, reach)
+        np.cos(reach, reach)
+        add(reach, np.cos(self._t1), reach)
         terminated = np.less(reach, _MINUS_ONE)
         reward = terminated.astype(_F64)  # 0 on reaching the goal, else -1
         np.subtract(reward, _ONE, reward)
         return state, reward, terminated
 
     def _observe(self, state):
-        # rows [cos t1, sin t1, cos t2, sin t2, w1, w2], then transposed to (n, 6) float32
-        obs = np.empty((6, state.shape[1]))
-        np.cos(state[0:2], obs[0:4:2])
-        np.sin(state[0:2], obs[1:4:2])
-        obs[4:6] = state[2:4]
-        return obs.T.astype(_F32)
+        # rows [cos t1, sin t1, cos t2, sin t2, w1, w2], transposed to (n, 6) float32
+        rows = self._obs_rows if state.shape[1] == self.num_envs else np.empty((6, state.shape[1]))
+        t1, t2 = state[0], state[1]
+        np.cos(t1, rows[0])
+        np.sin(t1, rows[1])
+        np.cos(t2, rows[2])
+        np.sin(t2, rows[3])
+        rows[4:6] = state[2:4]
+        return rows.T.astype(_F32)
 
     def _observe_initial(self, state):
         # Gymnasium's reset state is float32, so NumPy takes cos/sin in float32 for this one.
