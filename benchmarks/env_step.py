@@ -42,12 +42,14 @@ def main() -> None:
 
     n, steps = args.envs, args.steps
     print(f"{n} sub-envs x {steps} steps, best of {args.repeats}")
-    header = f"{'env':26s} {'batched steps/s':>16s} {'us/env-step':>12s} {'sync steps/s':>13s} {'us/env-step':>12s} {'speed-up':>9s}"
+    header = (f"{'env':26s} {'batched steps/s':>16s} {'us/env-step':>12s} "
+              f"{'sync steps/s':>13s} {'us/env-step':>12s} {'speed-up':>9s}")
     print(header)
     print("-" * len(header))
     for env_id in args.ids:
         batched = make_batched_env(env_id, n)
-        sync = SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)], autoreset_mode=AutoresetMode.SAME_STEP)
+        sync = SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)],
+                             autoreset_mode=AutoresetMode.SAME_STEP)
         batched.action_space.seed(args.seed)
         actions = np.stack([batched.action_space.sample() for _ in range(steps)])
         # Fewer steps for the slow reference keep the run short; rates are per step anyway.

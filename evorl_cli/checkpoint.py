@@ -50,6 +50,7 @@ def population_payload(pop: Population, members: list[int] | None = None) -> tup
     action = pop.net.action
     meta = {
         "obs_dim": pop.net.obs_dim,
+        "capacity": {"width": pop.net.width, "depth": pop.net.depth},
         "action": {"discrete": action.discrete, "n": action.n,
                    "low": None if action.low is None else action.low.tolist(),
                    "high": None if action.high is None else action.high.tolist()},
@@ -122,7 +123,8 @@ def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.devi
     action = ActionSpec(act["discrete"], act["n"],
                         None if act["low"] is None else np.asarray(act["low"], dtype=np.float32),
                         None if act["high"] is None else np.asarray(act["high"], dtype=np.float32))
-    net = PolicyNet(meta["obs_dim"], action, config.net)
+    net = PolicyNet(meta["obs_dim"], action, meta["capacity"]["width"], meta["capacity"]["depth"],
+                    config.net.share_encoder)
     members = meta["members"]
     arch = Architecture(np.array([m["widths"] for m in members], dtype=np.int64),
                         np.array([m["activation_index"] for m in members], dtype=np.int64))

@@ -42,7 +42,13 @@ def _run_dir_resolver(resume: str | None, default: str) -> str:
     return str(path)
 
 
+def _hydra_subdir_resolver(resume: str | None, stamp: str) -> str:
+    """A resumed run keeps the original `.hydra/` record and files the resume command beside it."""
+    return f".hydra/resume_{stamp}" if resume else ".hydra"
+
+
 OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
+OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir_resolver, replace=True)
 register_schemas()
 
 

@@ -31,18 +31,28 @@ class Population:
         self.net = net
         self.arch = arch
         self.hp = hp
-        self.params = params.requires_grad_(True)
         self.adam = adam
         self.obs_norm = obs_norm
-        self.masks: ArchMasks = arch.compile(params.device)
+        self._set_params(params)
+        self.masks: ArchMasks = arch.compile(params.device, net.width, net.depth)
+
+    def _set_params(self, params: torch.Tensor) -> None:
+        """Install a new parameter tensor and the per-name views the forward pass reads.
+
+        The views are made once per tensor rather than once per forward: slicing ~20 views costs
+        more than a small layer's matmul."""
+        self.params = params.detach().requires_grad_(True)
+        with torch.enable_grad():  # the views must carry gradients back to `params`
+            self.views = self.net.layout.views(self.params)
 
     @classmethod
     def create(cls, config: TrainConfig, obs_dim: int, action: ActionSpec, device: torch.device,
                gen: torch.Generator) -> "Population":
         """A fresh population: every member starts from the configured architecture and hyperparameters."""
         size = config.population.size
-        net = PolicyNet(obs_dim, action, config.net)
-        arch = Architecture.uniform(size, config.net.hidden_sizes, config.net.max_layers, config.net.activation)
+        sizes = config.net.hidden_sizes
+        net = PolicyNet(obs_dim, action, max(sizes), len(sizes), config.net.share_encoder)
+        arch = Architecture.uniform(size, sizes, config.net.max_layers, config.net.activation)
         params = torch.zeros(size, net.num_params)
         for p in range(size):
             net.init_member(params[p], arch, p, config.algo.action_std_init, gen)
@@ -67,10 +77,10 @@ class Population:
 
     def forward_normalized(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised observations [P, B, D] -> (policy head output, value)."""
-        return self.net.forward(self.params, obs, self.masks)
+        return self.net.forward(self.views, obs, self.masks)
 
     def log_std(self) -> torch.Tensor | None:
-        return None if self.net.action.discrete else self.net.log_std(self.params)
+        return None if self.net.action.discrete else self.views["log_std"]
 
     @torch.no_grad()
     def act_normalized(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False) -> Step:
@@ -90,8 +100,7 @@ class Population:
     def gather(self, idx: np.ndarray) -> None:
         """Member i becomes a copy of member idx[i]: everything a member owns moves together."""
         index = torch.as_tensor(idx, dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            self.params = self.params.index_select(0, index).requires_grad_(True)
+        self._set_params(self.params.detach().index_select(0, index))
         self.adam.gather(index)
         self.obs_norm.gather(index)
         self.hp = {k: v[idx].copy() for k, v in self.hp.items()}
@@ -99,8 +108,32 @@ class Population:
         self.refresh_masks()
 
     def refresh_masks(self) -> None:
-        """Rebuild the forward-pass masks after an architecture change."""
-        self.masks = self.arch.compile(self.device)
+        """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""
+        self.set_capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()))
+        self.masks = self.arch.compile(self.device, self.net.width, self.net.depth)
+
+    def set_capacity(self, width: int, depth: int) -> None:
+        """Re-lay parameters and Adam moments out for `width` x `depth`, keeping every value.
+
+        Growing pads with zeros; shrinking drops only entries no member uses, which are zero by
+        the encoders' invariant, so nothing is lost either way."""
+        if (width, depth) == (self.net.width, self.net.depth):
+            return
+        assert width >= int(self.arch.widths.max()) and depth >= int(self.arch.n_layers.max())
+        new_net = self.net.resized(width, depth)
+        moved = []
+        for old in (self.params.detach(), self.adam.exp_avg, self.adam.exp_avg_sq):
+            new = torch.zeros(self.size, new_net.num_params, device=self.device)
+            for name in new_net.layout.slots:
+                if name in self.net.layout.slots:
+                    src, dst = self.net.layout.view(old, name), new_net.layout.view(new, name)
+                    region = (slice(None),) + tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], dst.shape[1:]))
+                    dst[region] = src[region]
+            moved.append(new)
+        self.net = new_net
+        self._set_params(moved[0])
+        self.adam.exp_avg, self.adam.exp_avg_sq = moved[1], moved[2]
+        self.masks = self.arch.compile(self.device, width, depth)
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:
         return {k: (int(v[p]) if k in INTEGER_HPS else float(v[p])) for k, v in self.hp.items()}

@@ -57,11 +57,20 @@ class MetricsWriter:
     FIELDS = ["generation", "member", "parent", "mutation", "env_steps", "wall_time", "fitness",
               "train_return", "hidden_sizes", "activation", *MUTABLE_HPS]
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, generation: int = 0) -> None:
+        """Start (or, resuming at `generation`, continue) the file. Rows of generations at or after
+        `generation` were written by a run interrupted before its checkpoint: they are dropped, as
+        the resumed run writes them again."""
         self.path = path
-        if not path.exists():
-            with open(path, "w", newline="") as fh:
-                csv.writer(fh).writerow(self.FIELDS)
+        rows = []
+        if path.exists() and generation > 0:
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.reader(fh)][1:]
+            rows = [r for r in rows if r and int(r[0]) < generation]
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(self.FIELDS)
+            writer.writerows(rows)
 
     def write(self, rec: GenerationRecord, pop: Population) -> None:
         with open(self.path, "a", newline="") as fh:

@@ -159,7 +159,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
     checkpoints = run_dir / "checkpoints"
-    metrics = MetricsWriter(run_dir / "metrics.csv")
+    metrics = MetricsWriter(run_dir / "metrics.csv", state.generation)
     tuned = sorted(config.hp_config)
     if resume is None:  # so that even an interrupt during the first generation can be resumed
         _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, config, gens)

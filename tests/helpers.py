@@ -48,12 +48,12 @@ def varied_population(action: ActionSpec, obs_dim: int = 5, seed: int = 0,
     for p, (w, act) in enumerate(zip(widths, activations)):
         pop.arch.widths[p, : len(w)] = w
         pop.arch.activation[p] = ACTIVATIONS.index(act)
+    pop.refresh_masks()  # lay the parameters out for the widest/deepest member
     with torch.no_grad():
         for p in range(size):
             pop.net.init_member(pop.params[p], pop.arch, p, 0.6, gen)
             if not action.discrete:  # distinct log-stds so the Gaussian terms are exercised
-                pop.net.log_std(pop.params)[p] = torch.linspace(-0.5, 0.3, action.n) + 0.1 * p
-    pop.refresh_masks()
+                pop.net.layout.view(pop.params, "log_std")[p] = torch.linspace(-0.5, 0.3, action.n) + 0.1 * p
     return pop
 
 

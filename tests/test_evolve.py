@@ -63,6 +63,7 @@ def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
     pop = varied_population(DISCRETE)
     pop.hp["lr"][:] = 1e-3
     _adam_with_history(pop)
+    pop.set_capacity(96, 3)  # compare parameters in one layout: the mutator's max room
     obs = torch.randn(pop.size, 6, pop.net.obs_dim)
     with torch.no_grad():
         before_head, _ = pop.forward_normalized(obs)
@@ -75,6 +76,8 @@ def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
     with torch.no_grad():
         after_head, _ = pop.forward_normalized(obs)
     assert torch.allclose(before_head, after_head, atol=1e-6)
+    assert pop.net.width == int(pop.arch.widths.max())  # trimmed back to what members use
+    pop.set_capacity(96, 3)
     changed = pop.params.detach() != params_before
     assert changed.any()
     assert (pop.adam.exp_avg[changed] == 0).all()

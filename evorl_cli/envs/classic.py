@@ -55,14 +55,14 @@ def _const(value: float) -> np.ndarray:
     return np.array(value, dtype=_F64)
 
 
-def _round_f32(x: np.ndarray) -> np.ndarray:
-    """`x` rounded to float32 precision, kept as float64.
-
-    An IEEE float32 `+ - * /` equals the float64 result of the same operation on the
-    float32 operands rounded to float32, so float32 arithmetic can be replayed in float64
-    by rounding after each step.
-    """
-    return x.astype(_F32).astype(_F64)
+_ONE = _const(1.0)
+_TWO = _const(2.0)
+_MINUS_ONE = _const(-1.0)
+_C_0_1 = _const(0.1)
+_PI = _const(math.pi)
+_MINUS_PI = _const(-math.pi)
+_TWO_PI = _const(math.pi - -math.pi)  # Acrobot's wrap(): `diff = M - m`; equals 2 * pi
+_HALF_PI = _const(math.pi / 2.0)
 
 
 class BatchedClassicControlEnv(VectorEnv):
@@ -149,7 +149,9 @@ class BatchedClassicControlEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._seeds: list[int | None] = [None] * self.num_envs
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
-        self._max_steps = np.array(self.max_episode_steps, dtype=np.int64)  # 0-d: cheaper ufunc operand
+        # 0-d arrays: cheaper ufunc operands than Python ints
+        self._max_steps = np.array(self.max_episode_steps, dtype=np.int64)
+        self._one_step = np.array(1, dtype=np.int64)
         self._needs_reset = True
 
         if isinstance(self.single_action_space, spaces.Discrete):
@@ -237,7 +239,7 @@ class BatchedClassicControlEnv(VectorEnv):
         actions = self._check_actions(actions)
         self._state, reward, terminated = self._dynamics(self._state, actions)
         steps = self._steps
-        np.add(steps, 1, steps)
+        np.add(steps, self._one_step, steps)
         truncated = np.greater_equal(steps, self._max_steps)
         obs = self._observe(self._state)
         done = np.logical_or(terminated, truncated)
@@ -272,15 +274,16 @@ class BatchedClassicControlEnv(VectorEnv):
         arithmetic follows the action's dtype; other dtypes become float64.
         """
         actions = np.asarray(actions)
+        name = type(self).__name__
         if actions.shape != self._action_shape:
-            raise ValueError(f"{type(self).__name__}: actions have shape {actions.shape}, expected {self._action_shape}")
+            raise ValueError(f"{name}: actions have shape {actions.shape}, expected {self._action_shape}")
         if self._num_actions:
             if actions.dtype.kind not in "iu":
-                raise TypeError(f"{type(self).__name__}: discrete actions must be integers, got {actions.dtype}")
+                raise TypeError(f"{name}: discrete actions must be integers, got {actions.dtype}")
             # Viewed as unsigned, negative actions become huge: one comparison checks both ends.
             unsigned = actions.view(_UNSIGNED[actions.dtype.itemsize])
             if np.count_nonzero(np.greater_equal(unsigned, self._num_actions_array)):
-                raise ValueError(f"{type(self).__name__}: actions must be in [0, {self._num_actions}), got {actions}")
+                raise ValueError(f"{name}: actions must be in [0, {self._num_actions}), got {actions}")
         elif actions.dtype != _F32 and actions.dtype != _F64:
             actions = actions.astype(_F64)
         return actions
@@ -327,9 +330,13 @@ class CartPoleVectorEnv(BatchedClassicControlEnv):
         # Time derivatives [x_dot, xacc, theta_dot, thetaacc], laid out like the state so one
         # multiply-add does the four Euler updates.
         self._deriv = np.empty((4, n))
-        self._tmp = np.empty((5, n))
+        self._work = np.empty((6, n))
         # Per-row |x| and |theta| limits for the failure test.
         self._limits = np.repeat([[self.x_threshold], [self.theta_threshold_radians]], n, axis=1)
+        self._c = {name: _const(getattr(self, name)) for name in (
+            "gravity", "total_mass", "length", "polemass_length", "masspole", "force_mag", "tau")}
+        self._c["force_span"] = _const(2 * self.force_mag)
+        self._c["four_thirds"] = _const(4.0 / 3.0)
 
     def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
         high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf], dtype=_F32)
@@ -339,44 +346,46 @@ class CartPoleVectorEnv(BatchedClassicControlEnv):
         return rng.uniform(low=-0.05, high=0.05, size=(4,))
 
     def _dynamics(self, state, action):
+        add, sub, mul, div = np.add, np.subtract, np.multiply, np.divide
+        c = self._c
         x_dot, theta, theta_dot = state[1], state[2], state[3]
         deriv = self._deriv
-        cos, sin, temp, thetaacc, den = self._tmp
+        xacc, thetaacc = deriv[1], deriv[3]
+        force, cos, sin, temp, den, tmp = self._work
         # force = +force_mag for action 1, -force_mag for action 0
-        force = np.multiply(action, 2 * self.force_mag)
-        np.subtract(force, self.force_mag, force)
+        mul(action, c["force_span"], force)
+        sub(force, c["force_mag"], force)
         np.cos(theta, cos)
         np.sin(theta, sin)
         # temp = (force + polemass_length * theta_dot**2 * sin) / total_mass
         np.square(theta_dot, temp)
-        np.multiply(temp, self.polemass_length, temp)
-        np.multiply(temp, sin, temp)
-        np.add(force, temp, temp)
-        np.divide(temp, self.total_mass, temp)
+        mul(temp, c["polemass_length"], temp)
+        mul(temp, sin, temp)
+        add(force, temp, temp)
+        div(temp, c["total_mass"], temp)
         # thetaacc = (gravity * sin - cos * temp) / (length * (4/3 - masspole * cos**2 / total_mass))
         np.square(cos, den)
-        np.multiply(den, self.masspole, den)
-        np.divide(den, self.total_mass, den)
-        np.subtract(4.0 / 3.0, den, den)
-        np.multiply(den, self.length, den)
-        np.multiply(sin, self.gravity, thetaacc)
-        np.multiply(cos, temp, sin)  # sin is no longer needed: reuse it
-        np.subtract(thetaacc, sin, thetaacc)
-        np.divide(thetaacc, den, deriv[3])
+        mul(den, c["masspole"], den)
+        div(den, c["total_mass"], den)
+        sub(c["four_thirds"], den, den)
+        mul(den, c["length"], den)
+        mul(sin, c["gravity"], thetaacc)
+        mul(cos, temp, tmp)
+        sub(thetaacc, tmp, thetaacc)
+        div(thetaacc, den, thetaacc)
         # xacc = temp - polemass_length * thetaacc * cos / total_mass
-        xacc = deriv[1]
-        np.multiply(deriv[3], self.polemass_length, xacc)
-        np.multiply(xacc, cos, xacc)
-        np.divide(xacc, self.total_mass, xacc)
-        np.subtract(temp, xacc, xacc)
+        mul(thetaacc, c["polemass_length"], xacc)
+        mul(xacc, cos, xacc)
+        div(xacc, c["total_mass"], xacc)
+        sub(temp, xacc, xacc)
         # Euler: every state variable moves by tau * its derivative taken at the old state.
-        deriv[0] = x_dot
-        deriv[2] = theta_dot
-        np.multiply(deriv, self.tau, deriv)
-        np.add(state, deriv, state)
+        np.copyto(deriv[0], x_dot)
+        np.copyto(deriv[2], theta_dot)
+        mul(deriv, c["tau"], deriv)
+        add(state, deriv, state)
 
         # |x| > x_threshold or |theta| > theta_threshold (abs is exact, so this is Gymnasium's test)
-        out = np.abs(state[0::2])
+        out = np.absolute(state[0::2])
         np.greater(out, self._limits, out=out)
         terminated = np.logical_or(out[0], out[1])
         if self.sutton_barto_reward:
@@ -396,12 +405,18 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
     """Batched `Acrobot-v1` (Gymnasium's `AcrobotEnv`, "book" dynamics, RK4 with dt=0.2); bit-exact.
 
     Every floating-point operation of Gymnasium's `_dsdt`/`rk4` is repeated on float64 arrays in
-    the same order, so results are bit-identical: the trig ufuncs return what NumPy returns for
-    float64 scalars, and `x**2` (a libm `pow` call on a NumPy scalar, which is not always the
-    correctly rounded `x*x`) is reproduced with `np.float_power`. This matters: the system is
-    chaotic, a one-ulp difference grows to O(1) within an episode.
+    the same order (up to exact sign rewrites), so results are bit-identical:
 
-    State rows: theta1, theta2, dtheta1, dtheta2.
+    * Gymnasium calls NumPy's `cos`/`sin` on float64 scalars; the same ufuncs on arrays give the
+      same bits (the tests check this on the machine they run on);
+    * `x**2` on a NumPy float64 scalar calls libm `pow`, which is not always the correctly
+      rounded `x*x` (about 1 in 1200 inputs differ by an ulp); `np.float_power` calls the same
+      `pow`, while `x**2`/`np.square` on arrays would multiply;
+    * the reset state is float32 in Gymnasium, so the first observation of an episode takes
+      cos/sin in float32 (`_observe_initial`).
+
+    This matters: the system is chaotic, and a one-ulp difference grows to O(1) within an
+    episode. State rows: theta1, theta2, dtheta1, dtheta2.
     """
 
     env_id = "Acrobot-v1"
@@ -444,14 +459,6 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         high = np.array([1.0, 1.0, 1.0, 1.0, self.MAX_VEL_1, self.MAX_VEL_2], dtype=_F32)
         return spaces.Box(low=-high, high=high, dtype=_F32), spaces.Discrete(3)
 
-    def _allocate_state(self) -> np.ndarray:
-        # One (6, n) block per RK4 stage: rows 0-3 are the stage's input state y_i, rows 4-5 the
-        # angular accelerations computed there. Rows 2-5 are then exactly the derivative k_i
-        # ([dtheta1, dtheta2, ddtheta1, ddtheta2]), so no copying is needed. Stage 0's input is
-        # the env state itself.
-        self._rk = np.zeros((4, 6, self.num_envs))
-        return self._rk[0, 0:4]
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -472,85 +479,101 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         self._vel_low = np.repeat([[-self.MAX_VEL_1], [-self.MAX_VEL_2]], n, axis=1)
         self._vel_high = -self._vel_low
         self._torque = np.empty(n)
-        self._obs_rows = np.empty((6, n))  # [cos t1, sin t1, cos t2, sin t2, w1, w2]
-        self._check = np.empty((3, n))  # [theta1 + theta2 and its cos, |angle| scratch]
+        self._obs_rows = rows = np.empty((6, n))  # [cos t1, sin t1, cos t2, sin t2, w1, w2]
+        self._obs_row_views = (rows[0], rows[1], rows[2], rows[3], rows[4:6])
+        self._reach = np.empty(n)
+        self._abs_angles = np.empty((2, n))
 
         # Scratch for `_accelerations`, shared by the stages. Views are made once here: slicing
         # costs about as much as a ufunc call on these small arrays.
-        work = np.empty((21, n))
-        angles = work[0:3]  # [theta2, theta1 - pi/2, theta1 + theta2 - pi/2]
-        vals = work[3:8]  # [cos t2, cos(t1 - pi/2), cos(t1 + t2 - pi/2), w1**2, w2**2]
-        terms = work[8:14]  # vals * factors, and w2*w1: see `_accelerations`
-        factors = np.repeat(
-            [[self.D2_COS], [self.PHI1_COS], [self.PHI2], [self.DD2_W1], [self.PHI1_W2]], n, axis=1)
-        d2_cos, c_term, phi2, d_term, a_term, b_term = terms
-        sin2, d1, d2, phi1, num, den, tmp = work[14:21]
-        shared = (self._torque, angles, angles[0], angles[1], angles[2], vals[0], sin2, vals[0:3],
-                  vals[3:5], vals, factors, terms[0:5], d2_cos, c_term, phi2, d_term, a_term, b_term,
-                  d1, d2, phi1, num, den, tmp)
+        work = np.empty((22, n))
+        angles = work[0:4]  # [theta2, theta2, theta1 - pi/2, theta1 + theta2 - pi/2]
+        vals = work[4:10]  # [cos t2, cos t2, cos(t1 - pi/2), cos(t1 + t2 - pi/2), w1**2, w2**2]
+        terms = work[10:17]  # vals * factors (rows 0-1 then become -d1, d2), and w2*w1
+        sin2, nphi1, num, den, tmp = work[17:22]
+        factors = np.repeat([[-1.0], [self.D2_COS], [self.PHI1_COS], [self.PHI2], [self.DD2_W1],
+                             [self.PHI1_W2]], n, axis=1)
+        # (row-wise constants for the two first steps of [-d1, d2], see `_accelerations`)
+        d_inner = np.repeat([[-self.D1_INNER], [self.D2_INNER]], n, axis=1)
+        d_outer = np.repeat([[-self.D1_CONST], [self.LINK_MOI]], n, axis=1)
+        neg_d1, d2, c_term, phi2, d_term, a_term, b_term = terms
+        shared = (self._torque, angles[0], angles[1], angles[2], angles[3], angles[2:4], angles,
+                  vals[0:4], sin2, vals[4:6], vals, factors, terms[0:6], b_term, d_term, a_term,
+                  terms[0:2], d_inner, d_outer, neg_d1, d2, c_term, phi2, nphi1, num, den, tmp)
         # Per stage: theta1, theta2, [dtheta1, dtheta2], dtheta1, dtheta2, ddtheta1, ddtheta2
         self._stage_args = [(y[0], y[1], y[2:4], y[2], y[3], y[4], y[5]) + shared for y in rk]
         self._t1, self._t2, self._velocities = rk[0, 0], rk[0, 1], rk[0, 2:4]
+
+    def _allocate_state(self) -> np.ndarray:
+        # One (6, n) block per RK4 stage: rows 0-3 are the stage's input state y_i, rows 4-5 the
+        # angular accelerations computed there. Rows 2-5 are then exactly the derivative k_i
+        # ([dtheta1, dtheta2, ddtheta1, ddtheta2]), so no copying is needed. Stage 0's input is
+        # the env state itself.
+        self._rk = np.zeros((4, 6, self.num_envs))
+        return self._rk[0, 0:4]
 
     def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
         # Gymnasium keeps this state as float32 (so the first observation uses float32 trig).
         return rng.uniform(low=-0.1, high=0.1, size=(4,)).astype(_F32)
 
     @staticmethod
-    def _accelerations(t1, t2, w, w1, w2, dd1, dd2, torque, angles, angle_t2, angle_a, angle_b,
-                       cos2, sin2, cosines, w_sq, vals, factors, scaled, d2_cos, c_term, phi2,
-                       d_term, a_term, b_term, d1, d2, phi1, num, den, tmp) -> None:
+    def _accelerations(t1, t2, w, w1, w2, dd1, dd2, torque, angle_t2, angle_t2_copy, angle_a,
+                       angle_b, angle_ab, angles, cosines, sin2, w_sq, vals, factors, scaled,
+                       b_term, d_term, a_term, d_pair, d_inner, d_outer, neg_d1, d2, c_term, phi2,
+                       nphi1, num, den, tmp) -> None:
         """`_dsdt`'s ddtheta1, ddtheta2 at one RK4 stage, written into dd1, dd2.
 
-        Arguments are preallocated row views (see `__init__`); each line is one of Gymnasium's
-        float64 operations, in its order.
+        Arguments are preallocated row views (see `__init__`). Each step is one of Gymnasium's
+        float64 operations, in its order, except that d1 and phi1 are carried negated: IEEE
+        rounding is symmetric, so -(x + y) == (-x) - y and x / d1 == -(x / -d1) exactly, and
+        carrying the negations lets d1 and d2 be built together and spares a negation.
         """
         add, sub, mul, div = np.add, np.subtract, np.multiply, np.divide
-        np.copyto(angle_t2, t2)  # one cos call for all three angles
-        sub(t1, _HALF_PI, angle_a)  # theta1 - pi/2
+        # one cos call for all four angles (plain item copies are the cheapest calls here)
+        angle_t2[...] = t2
+        angle_t2_copy[...] = t2
+        angle_a[...] = t1
         add(t1, t2, angle_b)
-        sub(angle_b, _HALF_PI, angle_b)  # theta1 + theta2 - pi/2
+        sub(angle_ab, _HALF_PI, angle_ab)  # theta1 - pi/2, theta1 + theta2 - pi/2
         np.cos(angles, cosines)
         np.sin(t2, sin2)
         np.float_power(w, _TWO, w_sq)  # w**2 on a NumPy float64 is libm pow(w, 2), not w*w
-        # [D2_COS*cos2, PHI1_COS*cos(t1 - pi/2), phi2, DD2_W1*w1**2, PHI1_W2*w2**2]
+        # [-cos2, D2_COS*cos2, c_term = PHI1_COS*cos(t1 - pi/2), phi2 = PHI2*cos(t1 + t2 - pi/2),
+        #  DD2_W1*w1**2, PHI1_W2*w2**2]
         mul(vals, factors, scaled)
         mul(w2, w1, b_term)  # PHI1_W1W2 * w2 * w1
         mul(d_term, sin2, d_term)
         mul(a_term, sin2, a_term)
         mul(b_term, sin2, b_term)
-        # d1 = ((D1_CONST + (D1_INNER + cos2)) + I1) + I2
-        add(cos2, _D1_INNER, d1)
-        add(d1, _D1_CONST, d1)
-        add(d1, _LINK_MOI, d1)
-        add(d1, _LINK_MOI, d1)
-        # d2 = (D2_INNER + D2_COS*cos2) + I2
-        add(d2_cos, _D2_INNER, d2)
-        add(d2, _LINK_MOI, d2)
-        # phi1 = ((a_term - b_term) + c_term) + phi2
-        sub(a_term, b_term, phi1)
-        add(phi1, c_term, phi1)
-        add(phi1, phi2, phi1)
+        # -d1 = -(((D1_CONST + (D1_INNER + cos2)) + I1) + I2),  d2 = (D2_INNER + D2_COS*cos2) + I2
+        add(d_pair, d_inner, d_pair)
+        add(d_pair, d_outer, d_pair)
+        add(neg_d1, _MINUS_LINK_MOI, neg_d1)
+        add(neg_d1, _MINUS_LINK_MOI, neg_d1)
+        # -phi1 = -(((a_term - b_term) + c_term) + phi2)
+        sub(b_term, a_term, nphi1)
+        sub(nphi1, c_term, nphi1)
+        sub(nphi1, phi2, nphi1)
         # ddtheta2 = (((torque + (d2/d1)*phi1) - d_term) - phi2) / (DD2_DEN - d2**2/d1)
-        div(d2, d1, num)
-        mul(num, phi1, num)
+        div(d2, neg_d1, num)  # -(d2/d1)
+        mul(num, nphi1, num)  # (d2/d1)*phi1
         add(torque, num, num)
         sub(num, d_term, num)
         sub(num, phi2, num)
         np.float_power(d2, _TWO, den)
-        div(den, d1, den)
-        sub(_DD2_DEN, den, den)
+        div(den, neg_d1, den)  # -(d2**2/d1)
+        add(_DD2_DEN, den, den)
         div(num, den, dd2)
-        # ddtheta1 = -(d2*ddtheta2 + phi1) / d1
+        # ddtheta1 = -(d2*ddtheta2 + phi1) / d1 = (d2*ddtheta2 - (-phi1)) / (-d1)
         mul(d2, dd2, tmp)
-        add(tmp, phi1, tmp)
-        np.negative(tmp, tmp)
-        div(tmp, d1, dd1)
+        sub(tmp, nphi1, tmp)
+        div(tmp, neg_d1, dd1)
 
     def _dynamics(self, state, action):
-        np.subtract(action, 1.0, self._torque)  # torques [-1, 0, +1] for actions [0, 1, 2]
+        np.subtract(action, _ONE, self._torque)  # torques [-1, 0, +1] for actions [0, 1, 2]
         accelerations, stage_args = self._accelerations, self._stage_args
-        k, y_next, rk_steps, k_sum, k_tmp = self._k, self._y_next, self._rk_steps, self._k_sum, self._k_tmp
+        k, y_next, rk_steps = self._k, self._y_next, self._rk_steps
+        k_sum, k_tmp = self._k_sum, self._k_tmp
         add, mul = np.add, np.multiply
         # rk4 over [0, dt]: stage i+1 starts at y0 + h_i * k_i, h = dt/2, dt/2, dt
         accelerations(*stage_args[0])
@@ -570,9 +593,9 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         # wrap() both angles into [-pi, pi] by whole turns, in Gymnasium's order (subtract while
         # above, then add while below); |angle| > pi is the cheap common test.
         angles = state[0:2]
-        check = self._check
-        np.absolute(angles, check[1:3])
-        if np.count_nonzero(np.greater(check[1:3], _PI)):
+        abs_angles = self._abs_angles
+        np.absolute(angles, abs_angles)
+        if np.count_nonzero(np.greater(abs_angles, _PI)):
             while np.count_nonzero(above := np.greater(angles, _PI)):
                 np.subtract(angles, _TWO_PI, out=angles, where=above)
             while np.count_nonzero(below := np.less(angles, _MINUS_PI)):
@@ -582,7 +605,7 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         np.minimum(velocities, self._vel_high, out=velocities)
 
         # Gymnasium: -cos(t1) - cos(t2 + t1) > 1.0, which is exactly cos(t1) + cos(t1 + t2) < -1.0
-        reach = check[0]
+        reach = self._reach
         add(self._t1, self._t2, reach)
         np.cos(reach, reach)
         add(reach, np.cos(self._t1), reach)
@@ -593,13 +616,18 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
 
     def _observe(self, state):
         # rows [cos t1, sin t1, cos t2, sin t2, w1, w2], transposed to (n, 6) float32
-        rows = self._obs_rows if state.shape[1] == self.num_envs else np.empty((6, state.shape[1]))
-        t1, t2 = state[0], state[1]
-        np.cos(t1, rows[0])
-        np.sin(t1, rows[1])
-        np.cos(t2, rows[2])
-        np.sin(t2, rows[3])
-        rows[4:6] = state[2:4]
+        if state is self._state:  # the per-step call: preallocated rows and views
+            rows, (cos1, sin1, cos2, sin2, w) = self._obs_rows, self._obs_row_views
+            t1, t2, velocities = self._t1, self._t2, self._velocities
+        else:
+            rows = np.empty((6, state.shape[1]))
+            cos1, sin1, cos2, sin2, w = rows[0], rows[1], rows[2], rows[3], rows[4:6]
+            t1, t2, velocities = state[0], state[1], state[2:4]
+        np.cos(t1, cos1)
+        np.sin(t1, sin1)
+        np.cos(t2, cos2)
+        np.sin(t2, sin2)
+        w[...] = velocities
         return rows.T.astype(_F32)
 
     def _observe_initial(self, state):
@@ -612,17 +640,8 @@ class AcrobotVectorEnv(BatchedClassicControlEnv):
         return np.ascontiguousarray(obs.T)
 
 
-_ONE = _const(1.0)
-_TWO = _const(2.0)
-_MINUS_ONE = _const(-1.0)
-_PI = _const(math.pi)
-_MINUS_PI = _const(-math.pi)
-_TWO_PI = _const(math.pi - -math.pi)  # wrap()'s `diff = M - m`
-_HALF_PI = _const(math.pi / 2.0)
-_LINK_MOI = _const(AcrobotVectorEnv.LINK_MOI)  # I1 and I2
-_D1_CONST = _const(AcrobotVectorEnv.D1_CONST)
-_D1_INNER = _const(AcrobotVectorEnv.D1_INNER)
-_D2_INNER = _const(AcrobotVectorEnv.D2_INNER)
+# Constants of `AcrobotVectorEnv._accelerations` (a static method: no attribute lookups).
+_MINUS_LINK_MOI = _const(-AcrobotVectorEnv.LINK_MOI)  # -I1, -I2
 _DD2_DEN = _const(AcrobotVectorEnv.DD2_DEN)
 
 
@@ -632,10 +651,11 @@ _DD2_DEN = _const(AcrobotVectorEnv.DD2_DEN)
 class PendulumVectorEnv(BatchedClassicControlEnv):
     """Batched `Pendulum-v1` (Gymnasium's `PendulumEnv`).
 
-    Observations are bit-exact. Rewards are bit-exact for float64 actions; for float32 actions
-    Gymnasium squares the torque with NumPy's float32 scalar power (libm `powf`), which in about
-    0.1% of cases differs by one float32 ulp from the correctly rounded square used here, so the
-    reward can differ by up to ~1e-9 (0.001 * one ulp of u**2 <= 4).
+    Observations, terminations and truncations are bit-exact, and so are rewards for float64
+    actions. For float32 actions Gymnasium squares the torque with NumPy's float32 scalar power
+    (libm `powf`), which in about 0.1% of cases is one float32 ulp off the correctly rounded
+    square used here (NumPy has no array ufunc that calls `powf`), so such a reward can differ
+    by at most 0.001 * ulp(4.0) ~ 5e-10. The reward does not feed back into the dynamics.
 
     State rows: theta, theta_dot.
     """
@@ -662,6 +682,10 @@ class PendulumVectorEnv(BatchedClassicControlEnv):
         self.g = g
         super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
         self._reset_high = np.array([np.pi, 1.0])  # Gymnasium's DEFAULT_X, DEFAULT_Y
+        self._c_gravity = _const(3 * self.g / (2 * self.l))
+        self._c_dt = _const(self.dt)
+        self._c_min_speed = _const(-self.max_speed)
+        self._c_max_speed = _const(self.max_speed)
 
     def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
         high = np.array([1.0, 1.0, self.max_speed], dtype=_F32)
@@ -673,28 +697,31 @@ class PendulumVectorEnv(BatchedClassicControlEnv):
 
     def _dynamics(self, state, action):
         th, thdot = state
-        # Python-float constants keep the action's dtype (NEP 50), as on Gymnasium's scalars.
+        add, mul = np.add, np.multiply
+        # The torque terms use Python-float constants, which take the action's dtype (NEP 50) as
+        # on Gymnasium's NumPy scalars; the float64-only terms use 0-d float64 constants.
         u = np.clip(action[:, 0], -self.max_torque, self.max_torque)
         # costs = angle_normalize(th)**2 + 0.1*thdot**2 + 0.001*u**2 (float64 ** is libm pow)
-        costs = np.add(th, np.pi)
-        np.remainder(costs, 2 * np.pi, costs)
-        np.subtract(costs, np.pi, costs)
-        np.float_power(costs, 2.0, costs)
-        tmp = np.float_power(thdot, 2.0)
-        np.multiply(tmp, 0.1, tmp)
-        np.add(costs, tmp, costs)
-        u_sq = np.float_power(u, 2.0) if u.dtype == _F64 else np.square(u)
-        np.add(costs, np.multiply(u_sq, 0.001), costs)
+        costs = add(th, _PI)
+        np.remainder(costs, _TWO_PI, costs)
+        np.subtract(costs, _PI, costs)
+        np.float_power(costs, _TWO, costs)
+        tmp = np.float_power(thdot, _TWO)
+        mul(tmp, _C_0_1, tmp)
+        add(costs, tmp, costs)
+        u_sq = np.float_power(u, _TWO) if u.dtype == _F64 else np.square(u)
+        add(costs, mul(u_sq, 0.001), costs)
         # newthdot = thdot + (3g/(2l) * sin(th) + 3/(m l^2) * u) * dt, clipped to max_speed
         np.sin(th, tmp)
-        np.multiply(tmp, 3 * self.g / (2 * self.l), tmp)
-        np.add(tmp, np.multiply(u, 3.0 / (self.m * self.l**2)), tmp)
-        np.multiply(tmp, self.dt, tmp)
-        np.add(thdot, tmp, thdot)
-        np.clip(thdot, -self.max_speed, self.max_speed, out=thdot)
+        mul(tmp, self._c_gravity, tmp)
+        add(tmp, mul(u, 3.0 / (self.m * self.l**2)), tmp)
+        mul(tmp, self._c_dt, tmp)
+        add(thdot, tmp, thdot)
+        np.maximum(thdot, self._c_min_speed, out=thdot)
+        np.minimum(thdot, self._c_max_speed, out=thdot)
         # newth = th + newthdot * dt
-        np.multiply(thdot, self.dt, tmp)
-        np.add(th, tmp, th)
+        mul(thdot, self._c_dt, tmp)
+        add(th, tmp, th)
         np.negative(costs, costs)
         return state, costs, np.zeros(self.num_envs, dtype=bool)
 
@@ -738,6 +765,11 @@ class MountainCarVectorEnv(BatchedClassicControlEnv):
         """See `BatchedClassicControlEnv`; `goal_velocity` as in Gymnasium."""
         self.goal_velocity = goal_velocity
         super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+        self._c = {name: _const(value) for name, value in (
+            ("force", self.force), ("three", 3), ("minus_gravity", -self.gravity), ("zero", 0),
+            ("min_speed", -self.max_speed), ("max_speed", self.max_speed),
+            ("min_position", self.min_position), ("max_position", self.max_position),
+            ("goal_position", self.goal_position), ("goal_velocity", goal_velocity))}
 
     def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
         low = np.array([self.min_position, -self.max_speed], dtype=_F32)
@@ -749,20 +781,27 @@ class MountainCarVectorEnv(BatchedClassicControlEnv):
 
     def _dynamics(self, state, action):
         position, velocity = state
+        c = self._c
         # velocity += (action - 1) * force + cos(3 * position) * (-gravity)
         push = np.subtract(action, 1)
-        push = np.multiply(push, self.force)
-        hill = np.multiply(position, 3.0)
+        push = np.multiply(push, c["force"])
+        hill = np.multiply(position, c["three"])
         np.cos(hill, hill)
-        np.multiply(hill, -self.gravity, hill)
+        np.multiply(hill, c["minus_gravity"], hill)
         np.add(push, hill, push)
         np.add(velocity, push, velocity)
-        np.clip(velocity, -self.max_speed, self.max_speed, out=velocity)
+        np.maximum(velocity, c["min_speed"], out=velocity)
+        np.minimum(velocity, c["max_speed"], out=velocity)
         np.add(position, velocity, position)
-        np.clip(position, self.min_position, self.max_position, out=position)
+        np.maximum(position, c["min_position"], out=position)
+        np.minimum(position, c["max_position"], out=position)
         # the car stops dead at the left wall
-        velocity[(position == self.min_position) & (velocity < 0)] = 0.0
-        terminated = (position >= self.goal_position) & (velocity >= self.goal_velocity)
+        stopped = np.equal(position, c["min_position"])
+        np.logical_and(stopped, np.less(velocity, c["zero"]), out=stopped)
+        if np.count_nonzero(stopped):
+            velocity[stopped] = 0.0
+        terminated = np.greater_equal(position, c["goal_position"])
+        np.logical_and(terminated, np.greater_equal(velocity, c["goal_velocity"]), out=terminated)
         return state, np.full(self.num_envs, -1.0), terminated
 
     def _observe(self, state):
@@ -770,6 +809,61 @@ class MountainCarVectorEnv(BatchedClassicControlEnv):
 
 
 # ====================================================================== MountainCarContinuous-v0
+
+
+def _round_f32(x: np.ndarray) -> np.ndarray:
+    """`x` rounded to float32 precision, kept as float64.
+
+    An IEEE float32 `+ - * /` equals the float64 result of the same operation on the
+    float32 operands rounded to float32, so float32 arithmetic can be replayed in float64
+    by rounding after each step.
+    """
+    return x.astype(_F32).astype(_F64)
+
+
+# Helpers for masks that may be collapsed to a Python bool (True/False: every sub-env/none).
+
+
+def _uniform(mask: np.ndarray) -> np.ndarray | bool:
+    """`mask`, or a Python bool when all its entries are equal."""
+    count = np.count_nonzero(mask)
+    return mask if 0 < count < mask.size else bool(count)
+
+
+def _and(a: np.ndarray | bool, b: np.ndarray | bool) -> np.ndarray | bool:
+    if a is False or b is False:
+        return False
+    return b if a is True else a if b is True else a & b
+
+
+def _or(a: np.ndarray | bool, b: np.ndarray | bool) -> np.ndarray | bool:
+    if a is True or b is True:
+        return True
+    return b if a is False else a if b is False else a | b
+
+
+def _and_not(a: np.ndarray | bool, b: np.ndarray | bool) -> np.ndarray | bool:
+    return _and(a, (not b) if isinstance(b, bool) else ~b)
+
+
+def _select(mask: np.ndarray | bool, a: Any, b: Any) -> Any:
+    """`a` where `mask`, else `b` (an array unless the selected operand is a scalar)."""
+    if mask is False:
+        return b
+    if mask is True and isinstance(a, np.ndarray):
+        return a
+    return np.where(mask, a, b)
+
+
+def _round_where(mask: np.ndarray | bool, x: np.ndarray) -> np.ndarray:
+    """`x` rounded to float32 precision where `mask`."""
+    return x if mask is False else _select(mask, _round_f32(x), x)
+
+
+def _threshold(f32_mask: np.ndarray | bool, value: float) -> float | np.ndarray:
+    """`value` as a comparison sees it: NumPy compares a float32 with a Python float in float32
+    (NEP 50), so where `f32_mask` the threshold is `value` rounded to float32."""
+    return _select(f32_mask, float(_F32(value)), value)
 
 
 class ContinuousMountainCarVectorEnv(BatchedClassicControlEnv):
@@ -820,61 +914,61 @@ class ContinuousMountainCarVectorEnv(BatchedClassicControlEnv):
     def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
         return np.array([rng.uniform(low=-0.6, high=-0.4), 0.0, 1.0])
 
-    @staticmethod
-    def _limit(typed_f32: np.ndarray, value: float) -> np.ndarray:
-        """`value` as a comparison against a float32 (True) or float64/Python-float operand sees it.
-
-        NumPy compares a float32 with a Python float in float32 (NEP 50).
-        """
-        return np.where(typed_f32, float(_F32(value)), value)
-
     def _dynamics(self, state, action):
         position, velocity, first_step = state
         a = action[:, 0]
-        a64 = a.astype(_F64)
         act_f32 = a.dtype == _F32
-        state_f32 = first_step == 0.0  # Gymnasium's position and velocity are float32 scalars
-
+        a64 = a.astype(_F64) if act_f32 else a
+        # Per-env masks are collapsed to Python bools when they hold for all sub-envs or none
+        # (the usual case: no first step, no clipping), which skips the per-env selects.
+        state_f32 = _uniform(first_step == 0.0)  # Gymnasium's position/velocity are float32 here
         # force = min(max(a, min_action), max_action): Python floats where clipped, else `a`.
-        clipped = (a64 < self.min_action) | (a64 > self.max_action)
-        force = np.clip(a64, self.min_action, self.max_action)
-        # velocity += force * power - 0.0025 * math.cos(3 * position)
-        arg = 3.0 * position  # a float32 product when position is float32
-        arg = np.where(state_f32, _round_f32(arg), arg)
-        hill = 0.0025 * np.cos(arg)  # math.cos and its scaling: float64
-        dv = force * self.power - hill
-        if act_f32:  # float32 force: float32 product, then a float32 subtraction
-            dv_f32 = _round_f32(_round_f32(a64 * float(_F32(self.power))) - _round_f32(hill))
-            dv = np.where(clipped, dv, dv_f32)
-        # float32 velocity + (float32 or Python float) stays float32; a float64 operand (first
-        # step's velocity, unclipped float64 action) promotes the sum to float64.
-        vel_f32 = state_f32 & (clipped | act_f32)
-        velocity = np.where(vel_f32, _round_f32(velocity + _round_f32(dv)), velocity + dv)
-        # speed limit: compared in velocity's dtype, then set to the Python float +-max_speed
-        limit = self._limit(vel_f32, self.max_speed)
-        too_fast = velocity > limit
-        velocity = np.where(too_fast, self.max_speed, velocity)
-        too_slow = velocity < -limit
-        velocity = np.where(too_slow, -self.max_speed, velocity)
-        vel_limited = too_fast | too_slow
-        # position += velocity: float32 unless one operand is float64
-        pos_f32 = state_f32 & (vel_f32 | vel_limited)
-        position = np.where(pos_f32, _round_f32(position + _round_f32(velocity)), position + velocity)
-        at_right = position > self._limit(pos_f32, self.max_position)
-        position = np.where(at_right, self.max_position, position)
-        at_left = position < self._limit(pos_f32, self.min_position)
-        position = np.where(at_left, self.min_position, position)
-        # the car stops dead at the left wall (`position == min_position`, in position's dtype)
-        stopped = (at_left | (position == self._limit(pos_f32, self.min_position))) & (velocity < 0)
-        velocity = np.where(stopped, 0.0, velocity)
+        clipped = _uniform((a64 < self.min_action) | (a64 > self.max_action))
+        force = a64 if clipped is False else np.clip(a64, self.min_action, self.max_action)
 
-        pos_typed_f32 = pos_f32 & ~(at_right | at_left)
-        vel_typed_f32 = vel_f32 & ~(vel_limited | stopped)
-        terminated = (position >= self._limit(pos_typed_f32, self.goal_position)) & (
-            velocity >= self._limit(vel_typed_f32, self.goal_velocity))
-        # reward = 100 on reaching the goal, minus math.pow(action, 2) * 0.1 (float64 libm pow)
-        reward = np.where(terminated, 100.0, 0.0)
-        np.subtract(reward, np.float_power(a64, 2.0) * 0.1, reward)
+        # velocity += force * power - 0.0025 * math.cos(3 * position)
+        # (3 * position is a float32 product when position is float32; math.cos is float64)
+        hill = 0.0025 * np.cos(_round_where(state_f32, 3.0 * position))
+        if act_f32 and clipped is not True:  # a float32 force: float32 product and subtraction
+            dv = _round_f32(_round_f32(a64 * float(_F32(self.power))) - _round_f32(hill))
+            if clipped is not False:
+                dv = np.where(clipped, force * self.power - hill, dv)
+        else:
+            dv = force * self.power - hill  # Python-float (float64) arithmetic
+        # float32 velocity + (float32 or Python float) stays float32; a float64 operand (the
+        # first step's velocity, an unclipped float64 action) makes the sum float64.
+        vel_f32 = _and(state_f32, _or(clipped, act_f32))
+        if not (act_f32 and clipped is False):  # else dv is float32 already
+            dv = _round_where(vel_f32, dv)
+        velocity = _round_where(vel_f32, velocity + dv)
+        # speed limit: compared in velocity's dtype, then set to the Python float +-max_speed
+        limit = _threshold(vel_f32, self.max_speed)
+        too_fast = _uniform(velocity > limit)
+        velocity = _select(too_fast, self.max_speed, velocity)
+        too_slow = _uniform(velocity < -limit)
+        velocity = _select(too_slow, -self.max_speed, velocity)
+        vel_limited = _or(too_fast, too_slow)
+        # position += velocity: float32 unless one operand is float64
+        pos_f32 = _and(state_f32, _or(vel_f32, vel_limited))
+        position = _round_where(pos_f32, position + _round_where(pos_f32, velocity))
+        at_right = _uniform(position > _threshold(pos_f32, self.max_position))
+        position = _select(at_right, self.max_position, position)
+        at_left = _uniform(position < _threshold(pos_f32, self.min_position))
+        position = _select(at_left, self.min_position, position)
+        # the car stops dead at the left wall (`position == min_position`, in position's dtype)
+        at_wall = _or(at_left, position == _threshold(pos_f32, self.min_position))
+        stopped = _uniform(_and(at_wall, velocity < 0))
+        velocity = _select(stopped, 0.0, velocity)
+
+        # terminated = position >= goal_position and velocity >= goal_velocity, each compared in
+        # the dtype the value has at that point (limits and stops made it a Python number)
+        pos_typed_f32 = _and_not(pos_f32, _or(at_right, at_left))
+        vel_typed_f32 = _and_not(vel_f32, _or(vel_limited, stopped))
+        terminated = position >= _threshold(pos_typed_f32, self.goal_position)
+        terminated &= velocity >= _threshold(vel_typed_f32, self.goal_velocity)
+        # reward = (100 if terminated else 0) - math.pow(action, 2) * 0.1, in float64
+        reward = np.multiply(terminated, 100.0)
+        np.subtract(reward, np.float_power(a64, _TWO) * 0.1, reward)
 
         state[0] = _round_f32(position)  # Gymnasium: self.state = np.array(..., dtype=float32)
         state[1] = _round_f32(velocity)

@@ -47,10 +47,18 @@ class Mutator:
                 notes.append(self.parameters(pop, p))
             elif kind == "rl_hp":
                 notes.append(self.rl_hp(pop, p))
+            elif kind == "architecture":
+                self._make_room(pop)
+                notes.append(self._rewrite(pop, p, self.architecture))
             else:
-                notes.append(self._rewrite(pop, p, self.architecture if kind == "architecture" else self.activation))
+                notes.append(self._rewrite(pop, p, self.activation))
         pop.refresh_masks()
         return notes
+
+    def _make_room(self, pop: Population) -> None:
+        """Give the layout room for any growth one mutation can ask for (trimmed again afterwards)."""
+        pop.set_capacity(min(self.net.max_width, pop.net.width + max(self.cfg.node_choices)),
+                         min(self.net.max_layers, pop.net.depth + 1))
 
     def _rewrite(self, pop: Population, p: int, surgery) -> str:
         """Run an architecture-changing `surgery` on member p and reset the moments it touched."""

@@ -1,6 +1,6 @@
 """Per-member architecture (hidden widths, depth, activation) and the masks that realise it in one batch.
 
-Every member's hidden layers are allocated at `max_width` and `max_layers`. A member uses the first
+The population's parameters are laid out for its widest and deepest member. A member uses the first
 `widths[p, l]` units of layer l and the first `n_layers[p]` layers; the masks below make the padded
 batch compute exactly what each member's narrow network computes, so architecture mutation never
 splits the population into separate computations.
@@ -61,16 +61,17 @@ class Architecture:
     def describe(self, p: int) -> str:
         return "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
 
-    def compile(self, device: torch.device) -> "ArchMasks":
-        return ArchMasks.build(self, device)
+    def compile(self, device: torch.device, width: int, depth: int) -> "ArchMasks":
+        """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member)."""
+        return ArchMasks.build(self, device, width, depth)
 
 
 @dataclass
 class ArchMasks:
     """Device tensors for the forward pass, rebuilt only when an architecture changes.
 
-    The computation is cut to the widest member (`width`) and the deepest (`depth`), so spare
-    capacity allocated up to max_width/max_layers costs nothing until some member uses it.
+    `width` and `depth` are the capacity the population's parameters are laid out for: normally the
+    widest and deepest member's, so room up to net.max_width/max_layers costs nothing until used.
     """
 
     depth: int
@@ -80,9 +81,7 @@ class ArchMasks:
     activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, [P,1,1] bool member mask or None)
 
     @classmethod
-    def build(cls, arch: Architecture, device: torch.device) -> "ArchMasks":
-        depth = int(arch.n_layers.max())
-        width = int(arch.widths.max())
+    def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
         units = np.arange(width)
         mask = (units[None, None, :] < arch.widths[:, :depth, None]).astype(np.float32)
         unit_mask = torch.as_tensor(mask, device=device).unsqueeze(2)

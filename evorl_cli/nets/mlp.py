@@ -20,33 +20,32 @@ def orthogonal(rows: int, cols: int, gain: float, generator: torch.Generator) ->
 
 
 class MLPEncoder:
-    """`max_layers` hidden layers of `max_width` units; layer 0 reads the observation.
+    """`depth` hidden layers of `width` units; layer 0 reads the observation.
 
-    Parameters are named `{prefix}.w{l}` ([in, max_width]) and `{prefix}.b{l}` in the layout.
+    Parameters are named `{prefix}.w{l}` ([in, width]) and `{prefix}.b{l}` in the layout; `width`
+    and `depth` are the population's current capacity (its widest and deepest member).
     Invariant: weights and biases of units or layers a member does not use are exactly zero, so
     enabling them later (mutation) starts from a clean slate and inactive rows never leak into
     active units.
     """
 
-    def __init__(self, prefix: str, in_dim: int, max_width: int, max_layers: int, layout: ParamLayout) -> None:
+    def __init__(self, prefix: str, in_dim: int, width: int, depth: int, layout: ParamLayout) -> None:
         self.prefix = prefix
         self.in_dim = in_dim
-        self.max_width = max_width
-        self.max_layers = max_layers
-        for layer in range(max_layers):
-            fan_in = in_dim if layer == 0 else max_width
-            layout.add(f"{prefix}.w{layer}", (fan_in, max_width))
-            layout.add(f"{prefix}.b{layer}", (max_width,))
+        self.width = width
+        self.depth = depth
+        for layer in range(depth):
+            fan_in = in_dim if layer == 0 else width
+            layout.add(f"{prefix}.w{layer}", (fan_in, width))
+            layout.add(f"{prefix}.b{layer}", (width,))
         self.layout = layout
 
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks) -> torch.Tensor:
-        """`x`: [P, B, in_dim] -> last active layer's output [P, B, masks.width] (unused units are 0)."""
-        width = masks.width
+        """`x`: [P, B, in_dim] -> last active layer's output [P, B, width] (unused units are 0)."""
         h = x
-        for layer in range(masks.depth):
-            fan_in = self.in_dim if layer == 0 else width
-            w = params[f"{self.prefix}.w{layer}"][:, :fan_in, :width]
-            b = params[f"{self.prefix}.b{layer}"][:, None, :width]
+        for layer in range(self.depth):
+            w = params[f"{self.prefix}.w{layer}"]
+            b = params[f"{self.prefix}.b{layer}"].unsqueeze(1)
             out = masks.activate(torch.baddbmm(b, h, w)) * masks.unit_mask[:, layer]
             on = masks.layer_on[layer]
             # A member without this layer passes its input through, computing the shallower net.
@@ -78,5 +77,5 @@ class MLPEncoder:
         """Switch off units [new, max) of `layer`, zeroing what feeds them and what they feed."""
         self.layout.view(row, f"{self.prefix}.w{layer}")[:, new:] = 0.0
         self.layout.view(row, f"{self.prefix}.b{layer}")[new:] = 0.0
-        if layer + 1 < self.max_layers:
+        if layer + 1 < self.depth:
             self.layout.view(row, f"{self.prefix}.w{layer + 1}")[new:, :] = 0.0

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evorl_cli.config import NetConfig
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.layout import ParamLayout
 from evorl_cli.nets.mlp import MLPEncoder, orthogonal
@@ -32,23 +31,28 @@ class ActionSpec:
 
 
 class PolicyNet:
-    """Actor and critic encoders (separate, or one shared) with linear heads, batched over members."""
+    """Actor and critic encoders (separate, or one shared) with linear heads, batched over members.
 
-    def __init__(self, obs_dim: int, action: ActionSpec, net: NetConfig) -> None:
+    `width` x `depth` is the capacity the parameters are laid out for: the population's widest and
+    deepest member, not the configured maxima, so compute and optimiser work scale with what the
+    members actually use. The population re-lays its tensors out when an architecture changes.
+    """
+
+    def __init__(self, obs_dim: int, action: ActionSpec, width: int, depth: int, share_encoder: bool) -> None:
         self.obs_dim = obs_dim
         self.action = action
-        self.max_width = net.max_width
-        self.max_layers = net.max_layers
-        self.share_encoder = net.share_encoder
+        self.width = width
+        self.depth = depth
+        self.share_encoder = share_encoder
         self.layout = ParamLayout()
-        make = lambda prefix: MLPEncoder(prefix, obs_dim, net.max_width, net.max_layers, self.layout)  # noqa: E731
-        if net.share_encoder:
+        make = lambda prefix: MLPEncoder(prefix, obs_dim, width, depth, self.layout)  # noqa: E731
+        if share_encoder:
             self.encoders = {"shared": make("shared")}
         else:
             self.encoders = {"actor": make("actor"), "critic": make("critic")}
-        self.layout.add("pi.w", (net.max_width, action.n))
+        self.layout.add("pi.w", (width, action.n))
         self.layout.add("pi.b", (action.n,))
-        self.layout.add("v.w", (net.max_width, 1))
+        self.layout.add("v.w", (width, 1))
         self.layout.add("v.b", (1,))
         if not action.discrete:
             self.layout.add("log_std", (action.n,))
@@ -57,21 +61,20 @@ class PolicyNet:
     def num_params(self) -> int:
         return self.layout.size
 
-    def forward(self, flat: torch.Tensor, obs: torch.Tensor, masks: ArchMasks) -> tuple[torch.Tensor, torch.Tensor]:
-        """`obs` [P, B, obs_dim] -> (logits or action mean [P, B, n], value [P, B])."""
-        p = self.layout.views(flat)
-        width = masks.width
+    def resized(self, width: int, depth: int) -> "PolicyNet":
+        return PolicyNet(self.obs_dim, self.action, width, depth, self.share_encoder)
+
+    def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks) -> tuple[torch.Tensor, torch.Tensor]:
+        """`p`: parameter views (`layout.views(flat)`); `obs` [P, B, obs_dim] ->
+        (logits or action mean [P, B, n], value [P, B])."""
         if self.share_encoder:
             h_pi = h_v = self.encoders["shared"].forward(p, obs, masks)
         else:
             h_pi = self.encoders["actor"].forward(p, obs, masks)
             h_v = self.encoders["critic"].forward(p, obs, masks)
-        head = torch.baddbmm(p["pi.b"].unsqueeze(1), h_pi, p["pi.w"][:, :width])
-        value = torch.baddbmm(p["v.b"].unsqueeze(1), h_v, p["v.w"][:, :width]).squeeze(-1)
+        head = torch.baddbmm(p["pi.b"].unsqueeze(1), h_pi, p["pi.w"])
+        value = torch.baddbmm(p["v.b"].unsqueeze(1), h_v, p["v.w"]).squeeze(-1)
         return head, value
-
-    def log_std(self, flat: torch.Tensor) -> torch.Tensor:
-        return self.layout.view(flat, "log_std")
 
     def actor_slices(self) -> list[tuple[int, int]]:
         """Flat ranges of the parameters that shape the policy (for parameter-noise mutation)."""

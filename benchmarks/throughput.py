@@ -1,0 +1,89 @@
+"""Training throughput (env steps per second, rollout + PPO update) of the batched population,
+beside the same work done one member at a time, in one run.
+
+    python benchmarks/throughput.py                                  # Acrobot MLP, 4 members x 8 envs
+    python benchmarks/throughput.py --env pendulum --members 4 --envs 16
+    python benchmarks/throughput.py --device cuda
+
+The member-by-member baseline runs the same engine with a population of one, once per member:
+what training members one after another (as AgileRL does) costs on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from evorl_cli.cli import CONF_DIR
+from evorl_cli.config import build_train_config
+from evorl_cli.envs.batch import EnvBatch
+from evorl_cli.population import Population
+from evorl_cli.ppo import _members_first, ppo_update
+from evorl_cli.rollout import RolloutCollector
+from evorl_cli.train import resolve_device
+
+
+def make_config(env: str, net: str, members: int, envs: int, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("train", overrides=[f"env={env}", f"net={net}", f"population.size={members}",
+                                          f"env.num_envs={envs}", f"evolution.tournament_size={min(2, members)}",
+                                          *overrides])
+    return build_train_config(cfg)
+
+
+def measure(config, device: torch.device, rollouts: int, warmup: int = 2) -> float:
+    """Env steps per second of `rollouts` rollout+update cycles (after `warmup` untimed ones)."""
+    size, envs = config.population.size, config.env.num_envs
+    env = EnvBatch(config.env, size * envs)
+    gen = torch.Generator(device=device).manual_seed(0)
+    pop = Population.create(config, env.obs_dim, env.action, device, torch.Generator().manual_seed(0))
+    collector = RolloutCollector(env, size, envs, config.algo.rollout_steps, device)
+    collector.reset(0)
+    start = None
+    for i in range(warmup + rollouts):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        ro = collector.collect(pop, gen)
+        ppo_update(pop, ro, config.algo, gen)
+        pop.obs_norm.update(_members_first(ro.raw_obs))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return rollouts * size * envs * config.algo.rollout_steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="acrobot")
+    parser.add_argument("--net", default="mlp")
+    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--envs", type=int, default=8, help="envs per member")
+    parser.add_argument("--rollouts", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. algo.update_epochs=10")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+
+    batched = make_config(args.env, args.net, args.members, args.envs, args.overrides)
+    single = make_config(args.env, args.net, 1, args.envs, args.overrides)
+    batched_rate = measure(batched, device, args.rollouts)
+    # One member at a time: the same total work, P separate populations of one.
+    per_member = [measure(single, device, args.rollouts) for _ in range(args.members)]
+    sequential_rate = args.members / sum(1.0 / r for r in per_member)
+
+    a = batched.algo
+    print(f"{batched.env.id} · net={args.net} · {args.members} members x {args.envs} envs · "
+          f"rollout {a.rollout_steps} steps · batch {a.batch_size} · {a.update_epochs} epochs · {device}")
+    print(f"  batched population : {batched_rate:>10,.0f} train env-steps/s")
+    print(f"  member by member   : {sequential_rate:>10,.0f} train env-steps/s")
+    print(f"  speed-up           : {batched_rate / sequential_rate:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The `evorl` command line, run as a user would: in a subprocess, with exit codes and stderr checked."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from evorl_cli.config import MUTABLE_HPS
+
+CLI = [sys.executable, "-m", "evorl_cli.cli"]
+# 2 members x 2 envs x 32 steps = 128 env steps per generation (evo_steps=64 -> one rollout).
+TINY = ["env=cartpole", "population.size=2", "env.num_envs=2", "algo.rollout_steps=32", "algo.batch_size=32",
+        "evolution.evo_steps=64", "evolution.eval_episodes=2", "evolution.eval_max_steps=50", "progress=false",
+        "env.backend=gymnasium", "device=cpu"]
+STEPS_PER_GENERATION = 128
+METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "wall_time", "fitness",
+                   "train_return", "hidden_sizes", "activation", *MUTABLE_HPS]
+
+
+def cli_env() -> dict:
+    return {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+
+
+def evorl(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def generations_in(run: Path) -> int:
+    return len({int(row["generation"]) for row in metrics_rows(run)})
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """`evorl train` for 2 generations; shared by the eval, inspect and render tests."""
+    base = tmp_path_factory.mktemp("cli")
+    run = base / "run"
+    ok(evorl("train", *TINY, "max_steps=256", f"hydra.run.dir={run}", cwd=base))
+    return run
+
+
+# --- train, eval, inspect, render -----------------------------------------------------------------
+
+def test_train_writes_run_directory(trained_run):
+    from omegaconf import OmegaConf
+
+    assert (trained_run / ".hydra" / "config.yaml").is_file()
+    saved = OmegaConf.load(trained_run / ".hydra" / "config.yaml")
+    assert saved.env.id == "CartPole-v1" and saved.population.size == 2 and saved.max_steps == 256
+    assert (trained_run / "checkpoints" / "latest.safetensors").is_file()
+    assert (trained_run / "checkpoints" / "best.safetensors").is_file()
+    assert not [p.name for p in (trained_run / "checkpoints").iterdir() if p.name.startswith(".")], "temp files left"
+
+    with open(trained_run / "metrics.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == METRICS_COLUMNS
+    rows = metrics_rows(trained_run)
+    assert [(int(r["generation"]), int(r["member"])) for r in rows] == [(g, p) for g in range(2) for p in range(2)]
+    for row in rows:
+        assert int(row["env_steps"]) == (int(row["generation"]) + 1) * STEPS_PER_GENERATION
+        assert 0 < float(row["fitness"]) <= 50  # eval episodes capped at 50 steps
+        assert row["hidden_sizes"] and row["activation"]
+    assert {r["mutation"] for r in rows if r["generation"] == "0"} == {"init"}
+
+
+def test_eval(trained_run, tmp_path):
+    proc = ok(evorl("eval", f"ckpt={trained_run}", "episodes=3", cwd=tmp_path))
+    match = re.search(r"mean return (-?\d+(?:\.\d+)?)", proc.stdout)
+    assert match, proc.stdout
+    assert 0 < float(match.group(1)) <= 500
+    assert "over 3 episodes" in proc.stdout
+    assert list(tmp_path.iterdir()) == [], "eval must not write anything"
+
+
+def test_inspect(trained_run, tmp_path):
+    proc = ok(evorl("inspect", f"ckpt={trained_run}", cwd=tmp_path))
+    assert "CartPole-v1" in proc.stdout and "population 2" in proc.stdout
+    assert "generation 2" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_writes_gif(trained_run, tmp_path):
+    out = tmp_path / "x.gif"
+    fps = 10  # 100 ms a frame: exactly representable in GIF's centisecond delays
+    proc = ok(evorl("render", f"ckpt={trained_run}", f"out={out}", "max_steps=30", f"fps={fps}", cwd=tmp_path))
+    assert out.is_file()
+    match = re.search(r"episode 0: return (\d+(?:\.\d+)?)", proc.stdout)
+    assert match, proc.stdout
+    steps = int(float(match.group(1)))  # CartPole pays 1 per step
+    assert 1 <= steps <= 30
+
+    frames = iio.imread(out, index=None)
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    height, width = env.render().shape[:2]
+    env.close()
+    assert frames.ndim == 4 and frames.shape[1:3] == (height, width)
+    assert all(float(f.std()) > 0 for f in frames), "blank frame"
+    assert any(not np.array_equal(f, frames[0]) for f in frames[1:]), "all frames identical"
+
+    # One frame per step plus the first. GIF writers fold identical consecutive frames into one with a
+    # longer delay, so count frames in time: total delay / delay of one frame.
+    delays = [iio.immeta(out, index=i)["duration"] for i in range(len(frames))]
+    assert sum(delays) == (steps + 1) * 1000 // fps, delays
+    assert 2 <= len(frames) <= steps + 1
+    assert f"wrote {steps + 1} frames" in proc.stdout
+
+
+# --- Hydra's own flags and multirun ---------------------------------------------------------------
+
+def test_train_help_lists_config_groups(tmp_path):
+    proc = ok(evorl("train", "--help", cwd=tmp_path))
+    out = proc.stdout
+    assert "Configuration groups" in out
+    for group in ("algo", "env", "net", "mutation", "hp_config"):
+        assert re.search(rf"^{group}: ", out, re.MULTILINE), f"group {group} not listed"
+    assert re.search(r"^env: .*cartpole", out, re.MULTILINE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_cfg_job_prints_config(tmp_path):
+    proc = ok(evorl("train", "--cfg", "job", "env=cartpole", "population.size=3", cwd=tmp_path))
+    assert "population:" in proc.stdout and "size: 3" in proc.stdout
+    assert "id: CartPole-v1" in proc.stdout
+    assert list(tmp_path.iterdir()) == [], "--cfg job must not start a run"
+
+
+def test_multirun(tmp_path):
+    sweep = tmp_path / "multi"
+    ok(evorl("train", "-m", "seed=0,1", *TINY, "max_steps=128", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(jobs) == 2, jobs
+    for job in jobs:
+        assert len(metrics_rows(job)) == 2
+        assert (job / "checkpoints" / "latest.safetensors").is_file()
+    from evorl_cli import checkpoint
+
+    params = [checkpoint.load(job, prefer="latest").tensors["params"] for job in jobs]
+    assert not params[0].equal(params[1]), "seed=0 and seed=1 should be different runs"
+    assert not (tmp_path / "outputs").exists()
+
+
+# --- bad input: one line, exit 2, nothing created -------------------------------------------------
+
+BAD = [
+    ("train", "env=nope"),
+    ("train", "algo.nope=1"),
+    ("train", "population.size=0"),
+    ("train", "evolution.tournament_size=99"),
+    ("train", "hp_config.lr.min=1", "hp_config.lr.max=0.1"),
+    ("train", "algo.lr=-0.1"),
+    ("train", "algo.batch_size=100000"),
+    ("train", "env.id=NoSuchEnv-v0"),
+    ("train", "algo.lr=abc"),
+    ("train", "resume={tmp}/missing"),
+    ("train", "-m", "algo.lr=0.001,-1"),  # a bad combination stops the sweep before any job runs
+    ("eval",),
+    ("eval", "ckpt={tmp}/missing"),
+    ("render", "ckpt={tmp}/notes.txt"),
+    ("inspect", "ckpt={tmp}/notes.txt"),
+    ("frobnicate", "env=cartpole"),
+]
+
+
+@pytest.mark.parametrize("args", BAD, ids=[" ".join(a).replace("{tmp}/", "") for a in BAD])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if args[0] == "train":
+        args += [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/multi"]
+    proc = evorl(*args, cwd=tmp_path)
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("error:"), lines[0]
+    assert len(lines[0]) > len("error: ") + 10, "the message should say what is wrong"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "bad input must not create anything"
+
+
+def test_bad_input_messages_name_the_problem(tmp_path):
+    proc = evorl("train", "env=nope", cwd=tmp_path)
+    assert "nope" in proc.stderr and "cartpole" in proc.stderr
+    proc = evorl("train", "algo.lr=-0.1", cwd=tmp_path)
+    assert "algo.lr" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- interrupt and resume -------------------------------------------------------------------------
+
+def _default_sigint() -> None:
+    # A child started from a non-interactive shell may inherit SIGINT as ignored; a user's terminal
+    # does not do that, so give the child the default disposition (Python turns it into KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_then_resume(tmp_path, signum):
+    from evorl_cli import checkpoint
+
+    run = tmp_path / "run"
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen([*CLI, "train", *TINY, "max_steps=10000000", f"hydra.run.dir={run}"],
+                                cwd=tmp_path, env=cli_env(), stdout=out, stderr=err, preexec_fn=_default_sigint)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, f"train ended early: {(tmp_path / 'err.txt').read_text()}"
+                assert time.monotonic() < deadline, "no generation finished in time"
+                if (run / "checkpoints" / "latest.safetensors").is_file() and (run / "metrics.csv").is_file() \
+                        and len(metrics_rows(run)) >= 1:
+                    break
+                time.sleep(0.1)
+            proc.send_signal(signum)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = (tmp_path / "err.txt").read_text()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    hint = re.search(r"resume with: evorl train resume=(\S+)", stderr)
+    assert hint, stderr
+    assert Path(hint.group(1)) == run
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")], "temp files left"
+
+    ckpt = checkpoint.load(run, prefer="latest")
+    done = ckpt.meta["state"]["env_steps"]
+    generation = ckpt.meta["state"]["generation"]
+    assert done == generation * STEPS_PER_GENERATION
+    before = generations_in(run)
+    assert before >= 1
+
+    # Follow the hint literally, with a budget of two more generations.
+    ok(evorl("train", f"resume={hint.group(1)}", f"max_steps={done + 2 * STEPS_PER_GENERATION}", cwd=tmp_path))
+    after = checkpoint.load(run, prefer="latest").meta["state"]
+    assert after["generation"] == generation + 2
+    assert after["env_steps"] == done + 2 * STEPS_PER_GENERATION
+    assert generations_in(run) == generation + 2 and generation + 2 > before
+    assert max(int(r["generation"]) for r in metrics_rows(run)) == generation + 1
+    assert not (tmp_path / "outputs").exists(), "a resumed run writes into its own directory"
+
+
+def test_resume_keeps_the_run_config_record(trained_run, tmp_path):
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    ok(evorl("train", f"resume={run}", "max_steps=384", cwd=tmp_path))
+    assert generations_in(run) == 3
+    saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+    assert saved.env.id == "CartPole-v1" and saved.population.size == 2
