@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                           highlight=False)
         raise SystemExit(EXIT_USER_ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`&`)
     with user_errors():
         preflight(command, rest)
     sys.argv = [f"evorl {command}", *rest]  # Hydra reads its overrides from sys.argv

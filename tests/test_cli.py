@@ -265,6 +265,8 @@ def test_interrupt_then_resume(tmp_path, signum):
 
 
 def test_resume_keeps_the_run_config_record(trained_run, tmp_path):
+    """A resume writes into the run's own directory; Hydra must not overwrite the run's .hydra/config.yaml
+    with the config composed from the resume command alone (default env, default population)."""
     from omegaconf import OmegaConf
 
     run = tmp_path / "run"

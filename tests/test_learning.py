@@ -1,0 +1,31 @@
+"""Learning runs with the shipped defaults (slow): the population really solves the tasks."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from rich.console import Console
+
+from evorl_cli.cli import CONF_DIR
+from evorl_cli.config import build_train_config
+from evorl_cli.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def _config(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        return build_train_config(compose("train", overrides=["progress=false", *overrides]))
+
+
+@pytest.mark.parametrize("env, budget", [("acrobot", 600_000), ("cartpole", 600_000)])
+def test_defaults_reach_the_target(env, budget, tmp_path):
+    result = train(_config(f"env={env}", f"max_steps={budget}"), tmp_path, Console(quiet=True))
+    assert result.reached_target, f"{env}: best fitness {result.best_fitness} after {result.env_steps} steps"
+
+
+def test_pendulum_continuous_actions_learn(tmp_path):
+    result = train(_config("env=pendulum", "max_steps=1500000"), tmp_path, Console(quiet=True))
+    assert result.reached_target, f"best fitness {result.best_fitness} after {result.env_steps} steps"
