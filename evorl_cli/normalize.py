@@ -20,13 +20,18 @@ class ObsNormalizer:
         self.mean = torch.zeros(size, obs_dim, device=device)
         self.var = torch.ones(size, obs_dim, device=device)
         self.count = torch.zeros(size, device=device)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # Shift and scale change only when the statistics do, not at every env step.
+        self._shift = self.mean.unsqueeze(1)
+        self._scale = torch.rsqrt(self.var + EPS).unsqueeze(1)
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """`obs` [P, B, D] scaled by each member's statistics (identity when disabled)."""
         if not self.enabled:
             return obs
-        scaled = (obs - self.mean.unsqueeze(1)) * torch.rsqrt(self.var.unsqueeze(1) + EPS)
-        return scaled.clamp(-CLIP, CLIP)
+        return ((obs - self._shift) * self._scale).clamp_(-CLIP, CLIP)
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:
@@ -42,11 +47,13 @@ class ObsNormalizer:
         m2 = self.var * self.count.unsqueeze(1) + batch_var * n + delta.square() * (self.count * n / total).unsqueeze(1)
         self.var = m2 / total.unsqueeze(1)
         self.count = total
+        self._refresh()
 
     def gather(self, idx: torch.Tensor) -> None:
         self.mean = self.mean.index_select(0, idx)
         self.var = self.var.index_select(0, idx)
         self.count = self.count.index_select(0, idx)
+        self._refresh()
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"obs_norm.mean": self.mean, "obs_norm.var": self.var, "obs_norm.count": self.count}
@@ -55,3 +62,4 @@ class ObsNormalizer:
         self.mean = tensors["obs_norm.mean"].clone()
         self.var = tensors["obs_norm.var"].clone()
         self.count = tensors["obs_norm.count"].clone()
+        self._refresh()

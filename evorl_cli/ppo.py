@@ -18,8 +18,6 @@ from evorl_cli.nets.distributions import log_prob_entropy
 from evorl_cli.population import Population
 from evorl_cli.rollout import Rollout
 
-STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
-
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
                 gamma: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +42,7 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
 
 @dataclass
 class UpdateStats:
-    """Per-member means over the member's own gradient steps."""
-
-    values: dict[str, np.ndarray]
+    approx_kl: np.ndarray  # per member, mean over its own gradient steps
     steps: np.ndarray  # gradient steps each member took
 
 
@@ -95,7 +91,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     max_norm = pop.hp_tensor("max_grad_norm")
     kl_limit = None if cfg.target_kl is None else 1.5 * cfg.target_kl
     kl_ok = torch.ones(size, dtype=torch.bool, device=device)
-    totals = {k: torch.zeros(size, device=device) for k in STAT_NAMES}
+    kl_total = torch.zeros(size, device=device)
     n_steps = torch.zeros(size, device=device)
     batch_t = torch.as_tensor(batch, device=device).view(-1, 1)
 
@@ -105,17 +101,22 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             perm = torch.rand(size, samples, generator=gen, device=device).argsort(dim=1)
         width = int(batch[scheduled].max())
         offsets = torch.arange(width, device=device).view(1, -1)
-        valid = (offsets < batch_t) & torch.as_tensor(scheduled, device=device).view(-1, 1)
         positions = (k * batch_t + offsets).clamp_max(samples - 1)
         idx = perm.gather(1, positions)
+        uniform = bool(scheduled.all() and (batch == width).all())
+        if uniform:  # every member takes a full minibatch of the same size: plain means
+            count = torch.full((size,), float(width), device=device)
+            mean = lambda x: x.mean(1)  # noqa: E731
+        else:  # members with smaller (or no) minibatches mask the padding out
+            valid = (offsets < batch_t) & torch.as_tensor(scheduled, device=device).view(-1, 1)
+            mask = valid.float()
+            count = mask.sum(1).clamp_min(1.0)
+            mean = lambda x: (x * mask).sum(1) / count  # noqa: E731  per-member mean over its own samples
 
         head, value = pop.forward_normalized(_take(obs, idx))
         logp, entropy = log_prob_entropy(head, pop.log_std(), _take(actions, idx))
         logratio = logp - _take(old_logp, idx)
         ratio = logratio.exp()
-        mask = valid.float()
-        count = mask.sum(1).clamp_min(1.0)
-        mean = lambda x: (x * mask).sum(1) / count  # noqa: E731  per-member mean over its own samples
 
         with torch.no_grad():
             approx_kl = mean((ratio - 1) - logratio)
@@ -127,9 +128,9 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
 
         adv = _take(advantages, idx)
         if cfg.normalize_advantages:
-            adv_mean = mean(adv).view(-1, 1)
-            adv_std = torch.sqrt((((adv - adv_mean) ** 2) * mask).sum(1) / (count - 1).clamp_min(1.0))
-            adv = (adv - adv_mean) / (adv_std.view(-1, 1) + 1e-8)
+            centred = adv - mean(adv).view(-1, 1)
+            adv_std = torch.sqrt(mean(centred.square()) * count / (count - 1).clamp_min(1.0))  # unbiased
+            adv = centred / (adv_std.view(-1, 1) + 1e-8)
         pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip, 1 + clip))
         ret = _take(returns, idx)
         v_loss = (value - ret) ** 2
@@ -146,11 +147,6 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
             pop.adam.step(pop.params, grad, lr, weight)
             n_steps += weight
-            totals["policy_loss"] += mean(pg_loss) * weight
-            totals["value_loss"] += mean(v_loss) * weight
-            totals["entropy"] += mean(entropy) * weight
-            totals["approx_kl"] += approx_kl * weight
-            totals["clip_frac"] += mean(((ratio - 1).abs() > clip).float()) * weight
+            kl_total += approx_kl * weight
 
-    steps = n_steps.clamp_min(1.0)
-    return UpdateStats({k: (v / steps).cpu().numpy() for k, v in totals.items()}, n_steps.cpu().numpy())
+    return UpdateStats((kl_total / n_steps.clamp_min(1.0)).cpu().numpy(), n_steps.cpu().numpy())

@@ -3,7 +3,6 @@ against each member trained alone with stock PyTorch (nn maths, torch.optim.Adam
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -129,4 +128,4 @@ def test_kl_early_stop_freezes_only_that_member():
     full = 10 * (32 // 8)
     assert (stats.steps < full).all(), "a huge learning rate must trip the KL stop before all steps"
     assert (stats.steps >= 1).all()
-    assert math.isfinite(float(stats.values["approx_kl"].sum()))
+    assert np.isfinite(stats.approx_kl).all() and (stats.approx_kl >= 0).all()

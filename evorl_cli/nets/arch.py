@@ -76,18 +76,22 @@ class ArchMasks:
 
     depth: int
     width: int
-    unit_mask: torch.Tensor  # [P, depth, 1, width] float
+    unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
     activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, [P,1,1] bool member mask or None)
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
         units = np.arange(width)
-        mask = (units[None, None, :] < arch.widths[:, :depth, None]).astype(np.float32)
-        unit_mask = torch.as_tensor(mask, device=device).unsqueeze(2)
+        unit_mask: list[torch.Tensor | None] = []
         layer_on: list[torch.Tensor | None] = []
         for layer in range(depth):
-            on = arch.widths[:, layer] > 0
+            widths = arch.widths[:, layer]
+            on = widths > 0
+            # Skipping all-ones masks matters: on small nets every op costs more than its arithmetic.
+            full = (widths[on] == width).all()
+            mask = (units[None, :] < widths[:, None]).astype(np.float32)
+            unit_mask.append(None if full else torch.as_tensor(mask, device=device).unsqueeze(1))
             layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
         present = np.unique(arch.activation)
         if len(present) == 1:

@@ -22,9 +22,10 @@ def sample(head: torch.Tensor, log_std: torch.Tensor | None, gen: torch.Generato
         if deterministic:
             action = head.argmax(dim=-1)
         else:
-            # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical sample.
-            u = torch.rand(head.shape, generator=gen, device=head.device, dtype=head.dtype)
-            action = (head - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+            # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical sample, and
+            # -log(E) with E ~ Exp(1) is Gumbel noise: argmax(logits - log E).
+            e = torch.empty_like(head).exponential_(generator=gen)
+            action = (head - e.log_()).argmax(dim=-1)
         return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
     if deterministic:
         action = head

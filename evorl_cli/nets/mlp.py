@@ -46,7 +46,9 @@ class MLPEncoder:
         for layer in range(self.depth):
             w = params[f"{self.prefix}.w{layer}"]
             b = params[f"{self.prefix}.b{layer}"].unsqueeze(1)
-            out = masks.activate(torch.baddbmm(b, h, w)) * masks.unit_mask[:, layer]
+            out = masks.activate(torch.baddbmm(b, h, w))
+            if masks.unit_mask[layer] is not None:
+                out = out * masks.unit_mask[layer]
             on = masks.layer_on[layer]
             # A member without this layer passes its input through, computing the shallower net.
             h = out if on is None else torch.where(on, out, h)
