@@ -21,8 +21,8 @@ from evorl_cli.cli import CONF_DIR
 from evorl_cli.config import build_train_config
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.population import Population
-from evorl_cli.ppo import _members_first, ppo_update
-from evorl_cli.rollout import RolloutCollector
+from evorl_cli.ppo import ppo_update
+from evorl_cli.rollout import RolloutCollector, members_first
 from evorl_cli.train import resolve_device
 
 
@@ -50,7 +50,7 @@ def measure(config, device: torch.device, rollouts: int, warmup: int = 2) -> flo
             start = time.perf_counter()
         ro = collector.collect(pop, gen)
         ppo_update(pop, ro, config.algo, gen)
-        pop.obs_norm.update(_members_first(ro.raw_obs))
+        pop.obs_norm.update(members_first(ro.raw_obs))
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start

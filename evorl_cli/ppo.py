@@ -16,7 +16,7 @@ import torch
 from evorl_cli.config import PPOConfig
 from evorl_cli.nets.distributions import log_prob_entropy
 from evorl_cli.population import Population
-from evorl_cli.rollout import Rollout
+from evorl_cli.rollout import Rollout, members_first
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -44,12 +44,6 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
 class UpdateStats:
     approx_kl: np.ndarray  # per member, mean over its own gradient steps
     steps: np.ndarray  # gradient steps each member took
-
-
-def _members_first(x: torch.Tensor) -> torch.Tensor:
-    """[T, P, N, ...] -> [P, T*N, ...]"""
-    t, p, n = x.shape[:3]
-    return x.transpose(0, 1).reshape(p, t * n, *x.shape[3:])
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -80,9 +74,9 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     device = pop.device
     advantages, returns = compute_gae(ro.rewards, ro.values, ro.dones, ro.last_value,
                                       pop.hp_tensor("gamma"), pop.hp_tensor("gae_lambda"))
-    obs, actions, old_logp = _members_first(ro.obs), _members_first(ro.actions), _members_first(ro.logp)
-    advantages, returns = _members_first(advantages), _members_first(returns)
-    old_values = _members_first(ro.values)
+    obs, actions, old_logp = members_first(ro.obs), members_first(ro.actions), members_first(ro.logp)
+    advantages, returns = members_first(advantages), members_first(returns)
+    old_values = members_first(ro.values)
     size, samples = old_logp.shape
 
     batch = pop.hp["batch_size"]

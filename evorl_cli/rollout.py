@@ -25,6 +25,12 @@ class Rollout:
     last_value: torch.Tensor  # [P, N] value of the observation after the last step
 
 
+def members_first(x: torch.Tensor) -> torch.Tensor:
+    """Rollout tensor [T, P, N, ...] -> [P, T*N, ...]: each member's samples in one row."""
+    t, p, n = x.shape[:3]
+    return x.transpose(0, 1).reshape(p, t * n, *x.shape[3:])
+
+
 class EpisodeTracker:
     """Returns of episodes finished during training, summed per member (raw env rewards)."""
 

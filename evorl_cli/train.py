@@ -5,6 +5,7 @@ Read `train` top to bottom: each step is one call into the module that owns it.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,9 +26,11 @@ from evorl_cli.evaluate import evaluate
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
 from evorl_cli.population import Population
-from evorl_cli.ppo import _members_first, ppo_update
+from evorl_cli.ppo import ppo_update
 from evorl_cli.report import GenerationRecord, MetricsWriter, generation_table
-from evorl_cli.rollout import RolloutCollector
+from evorl_cli.rollout import RolloutCollector, members_first
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -177,7 +180,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
                 rollout = collector.collect(pop, gens.torch)
                 ppo_update(pop, rollout, config.algo, gens.torch)
-                pop.obs_norm.update(_members_first(rollout.raw_obs))
+                pop.obs_norm.update(members_first(rollout.raw_obs))
                 state.env_steps += steps_per_rollout
                 elapsed = state.wall_time + time.perf_counter() - started
                 progress.update(task, completed=min(state.env_steps, config.max_steps),
@@ -196,6 +199,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                                       collector.episodes.mean_returns(), state.parents, state.mutations)
             metrics.write(record, pop)
             progress.console.print(generation_table(record, pop, tuned))
+            log.info("generation %d: %d env steps, %.1f s, fitness %s, best member %d (%s)", state.generation,
+                     state.env_steps, record.wall_time, np.round(fitness, 2).tolist(), best, pop.arch.describe(best))
             if fitness[best] > state.best_fitness:
                 state.best_fitness, state.best_generation = float(fitness[best]), state.generation
                 _save_best(checkpoints / f"best{ckpt.SUFFIX}", pop, best, float(fitness[best]), state, config)
@@ -218,6 +223,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             progress.update(task, gen=state.generation, best=f"{state.best_fitness:.1f}")
 
     outcome = (f"reached target {target:g}" if state.reached_target else "step budget spent")
+    log.info("%s: best fitness %.2f at generation %d, %d env steps, %.1f s", outcome, state.best_fitness,
+             state.best_generation, state.env_steps, state.wall_time)
     console.print(f"[bold]{outcome}[/]: best fitness {state.best_fitness:.2f} at generation "
                   f"{state.best_generation} · {state.env_steps:,} env steps · {state.wall_time:.1f} s · "
                   f"run directory {run_dir}")

@@ -29,7 +29,8 @@ from evorl_cli.errors import EvorlError
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.nets.policy import ActionSpec
 from evorl_cli.population import Population
-from evorl_cli.ppo import _members_first, ppo_update
+from evorl_cli.ppo import ppo_update
+from evorl_cli.rollout import members_first
 from evorl_cli.rollout import RolloutCollector
 from evorl_cli.train import train
 
@@ -112,7 +113,7 @@ def make_trained_population(cfg: dict) -> tuple[Population, object]:
     def learn() -> None:
         rollout = collector.collect(pop, gen)
         ppo_update(pop, rollout, config.algo, gen)
-        pop.obs_norm.update(_members_first(rollout.raw_obs))
+        pop.obs_norm.update(members_first(rollout.raw_obs))
 
     learn()
     only = dict(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=0.0)
