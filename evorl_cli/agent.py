@@ -61,8 +61,8 @@ class Agent:
         self._pop = loaded.population
         self._gen = torch.Generator(device=self._pop.device)
         self._gen.manual_seed(0)
-        self._discrete_obs = isinstance(observation_space, gym.spaces.Discrete)
-        self._encode = observation_encoder(observation_space)[1] if self._discrete_obs else None
+        self._encode = observation_encoder(observation_space, self.config.env.channels_last)
+        self._single_ndim = len(observation_space.shape)
         mask = self.config.env.mask_indices
         self._mask = None
         if mask:
@@ -73,23 +73,28 @@ class Agent:
     def env_id(self) -> str:
         return self.config.env.id
 
+    @property
+    def recurrent(self) -> bool:
+        return self._pop.net.recurrent
+
     def act(self, obs, state=None, deterministic: bool = True):
-        """Action(s) for raw observation(s); returns (action, state). `state` is for recurrent
-        members and passes through unchanged for feed-forward ones."""
+        """Action(s) for raw observation(s); returns (action, state).
+
+        Recurrent members: pass back the returned state with the next observation, and None at the
+        start of an episode. Feed-forward members return None as state."""
         array = np.asarray(obs)
-        if self._discrete_obs:
-            single = array.ndim == 0
-            batch = self._encode(array.reshape(-1))
-        else:
-            single = array.ndim == 1
-            batch = array.reshape(-1, self._pop.net.obs_dim).astype(np.float32)
+        single = array.ndim == self._single_ndim  # one observation rather than a batch
+        batch = self._encode(array)
         if self._mask is not None:
             batch = batch * self._mask
-        step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic)
+        if state is None:
+            state = self._pop.initial_state(batch.shape[0])
+        step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic,
+                             state)
         action = step.action[0].cpu().numpy()
         if not self._pop.net.action.discrete:
             action = np.clip(action, self._pop.net.action.low, self._pop.net.action.high)
-        return (action[0] if single else action), state
+        return (action[0] if single else action), step.state
 
 
 def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Agent:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from evorl_cli.config import TrainConfig, build_train_config
 from evorl_cli.errors import EvorlError
 from evorl_cli.nets.arch import Architecture
-from evorl_cli.nets.policy import ActionSpec, PolicyNet
+from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
 from evorl_cli.normalize import ObsNormalizer
 from evorl_cli.optim import BatchedAdam
 from evorl_cli.population import Population
@@ -50,12 +50,14 @@ def population_payload(pop: Population, members: list[int] | None = None) -> tup
     action = pop.net.action
     meta = {
         "obs_dim": pop.net.obs_dim,
-        "capacity": {"width": pop.net.width, "depth": pop.net.depth},
+        "capacity": asdict(pop.net.cap),
+        "image": None if pop.net.image is None else list(pop.net.image),
         "action": {"discrete": action.discrete, "n": action.n,
                    "low": None if action.low is None else action.low.tolist(),
                    "high": None if action.high is None else action.high.tolist()},
         "members": [{"hidden_sizes": pop.arch.hidden_sizes(p), "activation": pop.arch.activation_name(p),
                      "widths": pop.arch.widths[p].tolist(), "activation_index": int(pop.arch.activation[p]),
+                     "recurrent_hidden": int(pop.arch.hidden[p]),
                      "hyperparameters": pop.hyperparameters(p)} for p in idx],
     }
     return tensors, meta
@@ -123,11 +125,13 @@ def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.devi
     action = ActionSpec(act["discrete"], act["n"],
                         None if act["low"] is None else np.asarray(act["low"], dtype=np.float32),
                         None if act["high"] is None else np.asarray(act["high"], dtype=np.float32))
-    net = PolicyNet(meta["obs_dim"], action, meta["capacity"]["width"], meta["capacity"]["depth"],
-                    config.net.share_encoder)
+    image = meta.get("image")
+    net = PolicyNet(meta["obs_dim"], action, config.net, Capacity(**meta["capacity"]),
+                    None if image is None else tuple(image))
     members = meta["members"]
     arch = Architecture(np.array([m["widths"] for m in members], dtype=np.int64),
-                        np.array([m["activation_index"] for m in members], dtype=np.int64))
+                        np.array([m["activation_index"] for m in members], dtype=np.int64),
+                        np.array([m.get("recurrent_hidden", 0) for m in members], dtype=np.int64))
     hp = {name: np.array([m["hyperparameters"][name] for m in members],
                          dtype=np.int64 if isinstance(members[0]["hyperparameters"][name], int) else np.float64)
           for name in members[0]["hyperparameters"]}

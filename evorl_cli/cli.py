@@ -210,7 +210,8 @@ def preflight(command: str, args: list[str]) -> None:
                     else:
                         from evorl_cli.envs.batch import check_env_id
 
-                        check_env_id(build_train_config(cfg).env.id)
+                        env_cfg = build_train_config(cfg).env
+                        check_env_id(env_cfg.id, env_cfg.backend)
                 elif OmegaConf.is_missing(cfg, "ckpt"):
                     raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():

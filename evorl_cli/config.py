@@ -41,9 +41,10 @@ class EnvConfig:
     num_envs: int = 8  # sub-environments per member
     target: Optional[float] = None  # stop when the best member's fitness reaches it; None: spec's threshold
     max_episode_steps: Optional[int] = None  # None: the registered limit
-    backend: str = "auto"  # auto (batched NumPy where we have it) | numpy | gymnasium
+    backend: str = "auto"  # auto (batched NumPy where we have it) | numpy | gymnasium | envpool (optional extra)
     kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     mask_indices: List[int] = field(default_factory=list)  # observation entries zeroed (partial observability)
+    channels_last: bool = False  # image observations arrive as [H, W, C]: move channels first
     wrappers: List[Any] = field(default_factory=list)  # Hydra `_target_` specs, each called with env=...
 
 
@@ -67,11 +68,25 @@ class PPOConfig:
     normalize_advantages: bool = True
     normalize_obs: bool = False
     clip_vloss: bool = False
+    bptt: str = "chunked"  # recurrent nets: chunked (max_seq_len) | overlap (chunks overlap by half) | whole
+    max_seq_len: int = 16  # recurrent nets: steps per BPTT sequence (chunked, overlap)
+
+
+@dataclass
+class CNNConfig:
+    """Convolutional encoder for image observations (ReLU after each layer, then flattened)."""
+
+    channels: List[int] = field(default_factory=lambda: [16, 32])
+    kernels: List[int] = field(default_factory=lambda: [3, 3])
+    strides: List[int] = field(default_factory=lambda: [1, 1])
 
 
 @dataclass
 class NetConfig:
-    """Network shape. Widths and depth are allocated up to the max_* bounds so mutation keeps one batch."""
+    """Network shape: [cnn] -> [recurrent core] -> MLP (hidden_sizes) -> linear heads, per branch.
+
+    The max_* values bound what architecture mutations may grow to; parameters are only laid out
+    for what the widest member uses."""
 
     name: str = "mlp"
     hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
@@ -79,7 +94,12 @@ class NetConfig:
     max_width: int = 256
     max_layers: int = 4
     min_width: int = 8
-    share_encoder: bool = False
+    share_encoder: bool = False  # actor and critic share everything but their linear heads
+    recurrent: Optional[str] = None  # null | lstm | gru
+    hidden_size: int = 64  # recurrent state size per layer
+    rnn_layers: int = 1
+    max_hidden_size: int = 256
+    cnn: Optional[CNNConfig] = None
 
 
 @dataclass
@@ -169,6 +189,19 @@ def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:
         raise EvorlError(f"config key '{key}': {reason}") from None
 
 
+def units_per_rollout(c: TrainConfig) -> int:
+    """What one member's minibatches are cut from: steps (feed-forward) or BPTT sequences (recurrent)."""
+    steps, envs = c.algo.rollout_steps, c.env.num_envs
+    if not c.net.recurrent:
+        return steps * envs
+    if c.algo.bptt == "whole":
+        return envs
+    length = c.algo.max_seq_len
+    if c.algo.bptt == "overlap":
+        return envs * max(1, 2 * steps // length - 1)
+    return envs * (steps // length)
+
+
 def build_train_config(cfg: DictConfig | dict) -> TrainConfig:
     """Type-check and validate a composed `train` config."""
     config: TrainConfig = to_dataclass(TrainConfig, cfg)
@@ -189,14 +222,20 @@ def validate(c: TrainConfig) -> None:
     _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
              f"device={c.device}: use auto, cpu or cuda")
     _require(c.env.num_envs >= 1, f"env.num_envs={c.env.num_envs}: must be at least 1")
-    _require(c.env.backend in ("auto", "numpy", "gymnasium"),
-             f"env.backend={c.env.backend}: use auto, numpy or gymnasium")
+    _require(c.env.backend in ("auto", "numpy", "gymnasium", "envpool"),
+             f"env.backend={c.env.backend}: use auto, numpy, gymnasium or envpool")
     _require(a.rollout_steps >= 1, f"algo.rollout_steps={a.rollout_steps}: must be at least 1")
-    rollout = a.rollout_steps * c.env.num_envs
+    _require(a.bptt in ("chunked", "overlap", "whole"), f"algo.bptt={a.bptt}: use chunked, overlap or whole")
+    if n.recurrent and a.bptt != "whole":
+        _require(a.max_seq_len >= 2 and a.rollout_steps % a.max_seq_len == 0 and
+                 (a.bptt == "chunked" or a.max_seq_len % 2 == 0),
+                 f"algo.max_seq_len={a.max_seq_len}: must divide algo.rollout_steps={a.rollout_steps} "
+                 "(and be even for bptt=overlap)")
+    rollout = units_per_rollout(c)
     _require(a.lr > 0, f"algo.lr={a.lr}: the learning rate must be positive")
+    unit = "BPTT sequences" if n.recurrent else "steps (algo.rollout_steps*env.num_envs)"
     _require(1 <= a.batch_size <= rollout,
-             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size "
-             f"algo.rollout_steps*env.num_envs={rollout}")
+             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size, {rollout} {unit}")
     _require(a.update_epochs >= 1, f"algo.update_epochs={a.update_epochs}: must be at least 1")
     for key in ("gamma", "gae_lambda"):
         value = getattr(a, key)
@@ -215,6 +254,16 @@ def validate(c: TrainConfig) -> None:
                  f"net.hidden_sizes contains {width}: widths must lie within "
                  f"[net.min_width={n.min_width}, net.max_width={n.max_width}]")
     _require(n.activation in ACTIVATIONS, f"net.activation={n.activation}: choose one of {', '.join(ACTIVATIONS)}")
+    _require(n.recurrent in (None, "lstm", "gru"), f"net.recurrent={n.recurrent}: use null, lstm or gru")
+    if n.recurrent:
+        _require(1 <= n.hidden_size <= n.max_hidden_size,
+                 f"net.hidden_size={n.hidden_size}: must lie within [1, net.max_hidden_size={n.max_hidden_size}]")
+        _require(n.rnn_layers >= 1, f"net.rnn_layers={n.rnn_layers}: must be at least 1")
+    if n.cnn is not None:
+        k = n.cnn
+        _require(len(k.channels) >= 1 and len(k.channels) == len(k.kernels) == len(k.strides),
+                 "net.cnn: channels, kernels and strides need one entry per conv layer")
+        _require(all(v >= 1 for v in [*k.channels, *k.kernels, *k.strides]), "net.cnn: sizes must be positive")
 
     probs = [m.no_mutation, m.parameters, m.architecture, m.activation, m.rl_hp]
     _require(all(p >= 0 for p in probs) and sum(probs) > 0,
@@ -240,8 +289,7 @@ def validate(c: TrainConfig) -> None:
             _require(rng.min > 0, f"hp_config.lr.min={rng.min}: the learning rate must be positive")
         if key == "batch_size":  # max is capped at the rollout size when mutating
             _require(1 <= rng.min <= rollout,
-                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size "
-                     f"algo.rollout_steps*env.num_envs={rollout}]")
+                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size {rollout} {unit}]")
         if key in ("gamma", "gae_lambda"):
             _require(0 <= rng.min and rng.max <= 1, f"hp_config.{key}: bounds must lie within [0, 1]")
         if key == "update_epochs":

@@ -40,9 +40,11 @@ def evaluate(pop: Population, env: EnvBatch, episodes: int, seed: int, gen: torc
     returns = np.zeros(size * episodes)
     lengths = np.zeros(size * episodes, dtype=np.int64)
     steps = 0
+    state = pop.initial_state(episodes)  # carried through each episode (each env plays one)
     while not finished.all() and (max_steps is None or steps < max_steps):
         member_obs = torch.as_tensor(obs, device=pop.device).view(size, episodes, -1)
-        action = pop.act(member_obs, gen, deterministic).action
+        step = pop.act(member_obs, gen, deterministic, state)
+        action, state = step.action, step.state
         tr = env.step(action.cpu().numpy().reshape(size * episodes, *action.shape[2:]))
         running = ~finished
         returns += tr.reward * running

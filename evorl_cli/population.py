@@ -11,7 +11,7 @@ import torch
 from evorl_cli.config import INTEGER_HPS, MUTABLE_HPS, TrainConfig
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.distributions import sample
-from evorl_cli.nets.policy import ActionSpec, PolicyNet
+from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
 from evorl_cli.normalize import ObsNormalizer
 from evorl_cli.optim import BatchedAdam
 
@@ -23,6 +23,7 @@ class Step:
     action: torch.Tensor  # [P, B] long or [P, B, n] float (unclipped)
     logp: torch.Tensor  # [P, B]
     value: torch.Tensor  # [P, B]
+    state: torch.Tensor | None = None  # recurrent state after this step [P, B, S]
 
 
 class Population:
@@ -34,7 +35,7 @@ class Population:
         self.adam = adam
         self.obs_norm = obs_norm
         self._set_params(params)
-        self.masks: ArchMasks = arch.compile(params.device, net.width, net.depth)
+        self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth)
 
     def _set_params(self, params: torch.Tensor) -> None:
         """Install a new parameter tensor and the per-name views the forward pass reads.
@@ -47,12 +48,12 @@ class Population:
 
     @classmethod
     def create(cls, config: TrainConfig, obs_dim: int, action: ActionSpec, device: torch.device,
-               gen: torch.Generator) -> "Population":
+               gen: torch.Generator, image: tuple[int, int, int] | None = None) -> "Population":
         """A fresh population: every member starts from the configured architecture and hyperparameters."""
-        size = config.population.size
-        sizes = config.net.hidden_sizes
-        net = PolicyNet(obs_dim, action, max(sizes), len(sizes), config.net.share_encoder)
-        arch = Architecture.uniform(size, sizes, config.net.max_layers, config.net.activation)
+        size, n = config.population.size, config.net
+        hidden = n.hidden_size if n.recurrent else 0
+        net = PolicyNet(obs_dim, action, n, Capacity(max(n.hidden_sizes), len(n.hidden_sizes), hidden), image)
+        arch = Architecture.uniform(size, n.hidden_sizes, n.max_layers, n.activation, hidden)
         params = torch.zeros(size, net.num_params)
         for p in range(size):
             net.init_member(params[p], arch, p, config.algo.action_std_init, gen)
@@ -75,27 +76,40 @@ class Population:
         """Hyperparameter `name` of every member as a float tensor [P] on the population's device."""
         return torch.as_tensor(self.hp[name], dtype=torch.float32, device=self.device)
 
-    def forward_normalized(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised observations [P, B, D] -> (policy head output, value)."""
-        return self.net.forward(self.views, obs, self.masks)
+    def forward_normalized(self, obs: torch.Tensor, state: torch.Tensor | None = None):
+        """Normalised observations [P, B, D] (and recurrent state) -> (head output, value, new state)."""
+        return self.net.forward(self.views, obs, self.masks, state)
+
+    def forward_sequence(self, obs: torch.Tensor, state: torch.Tensor | None,
+                         starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised sequences [P, B, L, D] replayed from `state` -> (head [P, B, L, n], value [P, B, L])."""
+        return self.net.forward_sequence(self.views, obs, self.masks, state, starts)
+
+    def initial_state(self, batch: int) -> torch.Tensor | None:
+        """Zero recurrent state for `batch` envs per member (None for feed-forward nets)."""
+        if not self.net.recurrent:
+            return None
+        return torch.zeros(self.size, batch, self.net.state_size, device=self.device)
 
     def log_std(self) -> torch.Tensor | None:
         return None if self.net.action.discrete else self.views["log_std"]
 
     @torch.no_grad()
-    def act_normalized(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False) -> Step:
-        head, value = self.forward_normalized(obs)
+    def act_normalized(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False,
+                       state: torch.Tensor | None = None) -> Step:
+        head, value, new_state = self.forward_normalized(obs, state)
         action, logp = sample(head, self.log_std(), gen, deterministic)
-        return Step(action, logp, value)
+        return Step(action, logp, value, new_state)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False) -> Step:
+    def act(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False,
+            state: torch.Tensor | None = None) -> Step:
         """Raw observations [P, B, D] -> actions, each member normalising with its own statistics."""
-        return self.act_normalized(self.obs_norm(obs), gen, deterministic)
+        return self.act_normalized(self.obs_norm(obs), gen, deterministic, state)
 
     @torch.no_grad()
-    def value_normalized(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.forward_normalized(obs)[1]
+    def value_normalized(self, obs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_normalized(obs, state)[1]
 
     def gather(self, idx: np.ndarray) -> None:
         """Member i becomes a copy of member idx[i]: everything a member owns moves together."""
@@ -107,20 +121,25 @@ class Population:
         self.arch = self.arch.gather(idx)
         self.refresh_masks()
 
+    def needed_capacity(self) -> Capacity:
+        return Capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()), int(self.arch.hidden.max()))
+
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""
-        self.set_capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()))
-        self.masks = self.arch.compile(self.device, self.net.width, self.net.depth)
+        self.set_capacity(self.needed_capacity())
+        self.masks = self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth)
 
-    def set_capacity(self, width: int, depth: int) -> None:
-        """Re-lay parameters and Adam moments out for `width` x `depth`, keeping every value.
+    def set_capacity(self, cap: Capacity) -> None:
+        """Re-lay parameters and Adam moments out for `cap`, keeping every value.
 
         Growing pads with zeros; shrinking drops only entries no member uses, which are zero by
-        the encoders' invariant, so nothing is lost either way."""
-        if (width, depth) == (self.net.width, self.net.depth):
+        the encoders' invariant, so nothing is lost either way. The recurrent weights are laid out
+        [in, gate, unit], so this is gate-aware."""
+        if cap == self.net.cap:
             return
-        assert width >= int(self.arch.widths.max()) and depth >= int(self.arch.n_layers.max())
-        new_net = self.net.resized(width, depth)
+        need = self.needed_capacity()
+        assert cap.width >= need.width and cap.depth >= need.depth and cap.hidden >= need.hidden
+        new_net = self.net.resized(cap)
         moved = []
         for old in (self.params.detach(), self.adam.exp_avg, self.adam.exp_avg_sq):
             new = torch.zeros(self.size, new_net.num_params, device=self.device)
@@ -133,7 +152,7 @@ class Population:
         self.net = new_net
         self._set_params(moved[0])
         self.adam.exp_avg, self.adam.exp_avg_sq = moved[1], moved[2]
-        self.masks = self.arch.compile(self.device, width, depth)
+        self.masks = self.arch.compile(self.device, cap.width, cap.depth)
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:
         return {k: (int(v[p]) if k in INTEGER_HPS else float(v[p])) for k, v in self.hp.items()}

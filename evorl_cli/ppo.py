@@ -16,7 +16,7 @@ import torch
 from evorl_cli.config import PPOConfig
 from evorl_cli.nets.distributions import log_prob_entropy
 from evorl_cli.population import Population
-from evorl_cli.rollout import Rollout, members_first
+from evorl_cli.rollout import Rollout
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -47,10 +47,44 @@ class UpdateStats:
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Per-member rows `idx` [P, B] of `x` [P, S, ...]."""
+    """Per-member rows `idx` [P, B] of `x` [P, U, ...]."""
     if x.dim() == 2:
         return x.gather(1, idx)
-    return x.gather(1, idx.view(*idx.shape, 1).expand(-1, -1, *x.shape[2:]))
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+
+
+@dataclass
+class SequencePlan:
+    """How a rollout is cut into training units: unit u replays `time[u]` of env `env[u]`.
+
+    Feed-forward nets use units of one step (L = 1). Recurrent nets use BPTT sequences: chunks of
+    `max_seq_len`, chunks overlapping by half (the first half of a later chunk only warms the state
+    up, it carries no loss), or each env's whole rollout."""
+
+    env: torch.Tensor  # [U] long
+    time: torch.Tensor  # [U, L] long
+    loss_mask: torch.Tensor | None  # [U, L] float, None when every step counts
+
+    @classmethod
+    def build(cls, steps: int, envs: int, cfg: PPOConfig, recurrent: bool, device: torch.device) -> "SequencePlan":
+        if not recurrent:  # unit t * N + n: the same order as `members_first`
+            t = torch.arange(steps, device=device).repeat_interleave(envs)
+            return cls(torch.arange(envs, device=device).repeat(steps), t.view(-1, 1), None)
+        length = steps if cfg.bptt == "whole" else cfg.max_seq_len
+        stride = length // 2 if cfg.bptt == "overlap" else length
+        first = torch.arange(0, steps - length + 1, stride, device=device)
+        env = torch.arange(envs, device=device).repeat(len(first))
+        start = first.repeat_interleave(envs)
+        time = start.view(-1, 1) + torch.arange(length, device=device).view(1, -1)
+        mask = None
+        if cfg.bptt == "overlap":
+            mask = torch.ones(len(start), length, device=device)
+            mask[start > 0, : length - stride] = 0.0
+        return cls(env, time, mask)
+
+    def units(self, x: torch.Tensor) -> torch.Tensor:
+        """Rollout tensor [T, P, N, ...] -> [P, U, L, ...]."""
+        return x.transpose(0, 1)[:, self.time, self.env.view(-1, 1)]
 
 
 def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> list[tuple[int, int, np.ndarray]]:
@@ -74,10 +108,14 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     device = pop.device
     advantages, returns = compute_gae(ro.rewards, ro.values, ro.dones, ro.last_value,
                                       pop.hp_tensor("gamma"), pop.hp_tensor("gae_lambda"))
-    obs, actions, old_logp = members_first(ro.obs), members_first(ro.actions), members_first(ro.logp)
-    advantages, returns = members_first(advantages), members_first(returns)
-    old_values = members_first(ro.values)
-    size, samples = old_logp.shape
+    steps, size, envs = ro.rewards.shape
+    plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, device)
+    obs, actions, old_logp = plan.units(ro.obs), plan.units(ro.actions), plan.units(ro.logp)
+    advantages, returns, old_values = plan.units(advantages), plan.units(returns), plan.units(ro.values)
+    starts = plan.units(ro.starts) if pop.net.recurrent else None
+    # The stored state at each unit's first step: the replay starts there.
+    states = ro.states.transpose(0, 1)[:, plan.time[:, 0], plan.env] if pop.net.recurrent else None
+    units, length = old_logp.shape[1], old_logp.shape[2]
 
     batch = pop.hp["batch_size"]
     lr, clip = pop.hp_tensor("lr"), pop.hp_tensor("clip_coef").view(-1, 1)
@@ -88,30 +126,35 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     kl_total = torch.zeros(size, device=device)
     n_steps = torch.zeros(size, device=device)
     batch_t = torch.as_tensor(batch, device=device).view(-1, 1)
+    flat = lambda x: x.reshape(size, -1, *x.shape[3:])  # noqa: E731  [P, B, L, ...] -> [P, B*L, ...]
 
     perm = None
-    for epoch, k, scheduled in minibatch_schedule(batch, pop.hp["update_epochs"], samples):
+    for epoch, k, scheduled in minibatch_schedule(batch, pop.hp["update_epochs"], units):
         if k == 0:
-            perm = torch.rand(size, samples, generator=gen, device=device).argsort(dim=1)
+            perm = torch.rand(size, units, generator=gen, device=device).argsort(dim=1)
         width = int(batch[scheduled].max())
         offsets = torch.arange(width, device=device).view(1, -1)
-        positions = (k * batch_t + offsets).clamp_max(samples - 1)
+        positions = (k * batch_t + offsets).clamp_max(units - 1)
         idx = perm.gather(1, positions)
-        uniform = bool(scheduled.all() and (batch == width).all())
-        if uniform:  # every member takes a full minibatch of the same size: plain means
-            count = torch.full((size,), float(width), device=device)
+        if bool(scheduled.all() and (batch == width).all()) and plan.loss_mask is None:
+            # Every member takes a full minibatch of the same size: plain means.
+            count = torch.full((size,), float(width * length), device=device)
             mean = lambda x: x.mean(1)  # noqa: E731
-        else:  # members with smaller (or no) minibatches mask the padding out
-            valid = (offsets < batch_t) & torch.as_tensor(scheduled, device=device).view(-1, 1)
-            mask = valid.float()
-            count = mask.sum(1).clamp_min(1.0)
-            mean = lambda x: (x * mask).sum(1) / count  # noqa: E731  per-member mean over its own samples
+        else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
+            valid = ((offsets < batch_t) & torch.as_tensor(scheduled, device=device).view(-1, 1)).float()
+            weights = valid.unsqueeze(-1).expand(-1, -1, length)
+            if plan.loss_mask is not None:
+                weights = weights * plan.loss_mask[idx]
+            weights = weights.reshape(size, -1)
+            count = weights.sum(1).clamp_min(1.0)
+            mean = lambda x: (x * weights).sum(1) / count  # noqa: E731  per-member mean over its own samples
 
-        head, value = pop.forward_normalized(_take(obs, idx))
-        logp, entropy = log_prob_entropy(head, pop.log_std(), _take(actions, idx))
-        logratio = logp - _take(old_logp, idx)
+        head, value = pop.forward_sequence(_take(obs, idx), None if states is None else _take(states, idx),
+                                           None if starts is None else _take(starts, idx))
+        head, value = flat(head), flat(value)
+        logp, entropy = log_prob_entropy(head, pop.log_std(), flat(_take(actions, idx)))
+        logratio = logp - flat(_take(old_logp, idx))
         ratio = logratio.exp()
-
         with torch.no_grad():
             approx_kl = mean((ratio - 1) - logratio)
             if kl_limit is not None:
@@ -120,16 +163,16 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             active = torch.as_tensor(scheduled, device=device) & kl_ok
             weight = active.float()
 
-        adv = _take(advantages, idx)
+        adv = flat(_take(advantages, idx))
         if cfg.normalize_advantages:
             centred = adv - mean(adv).view(-1, 1)
             adv_std = torch.sqrt(mean(centred.square()) * count / (count - 1).clamp_min(1.0))  # unbiased
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
         pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip, 1 + clip))
-        ret = _take(returns, idx)
+        ret = flat(_take(returns, idx))
         v_loss = (value - ret) ** 2
         if cfg.clip_vloss:
-            old_v = _take(old_values, idx)
+            old_v = flat(_take(old_values, idx))
             v_clipped = old_v + torch.clamp(value - old_v, -clip, clip)
             v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
         v_loss = 0.5 * v_loss

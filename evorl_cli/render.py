@@ -37,9 +37,11 @@ def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True
                                  "with render_mode='rgb_array' (classic-control needs pygame)")
             frames.append(np.asarray(frame))
             total, steps, done = 0.0, 0, False
+            state = pop.initial_state(1)
             while not done and (max_steps is None or steps < max_steps):
-                action = pop.act(torch.as_tensor(obs, device=pop.device).unsqueeze(0), gen, deterministic).action
-                tr = env.step(action[0].cpu().numpy())
+                step = pop.act(torch.as_tensor(obs, device=pop.device).unsqueeze(0), gen, deterministic, state)
+                state = step.state
+                tr = env.step(step.action[0].cpu().numpy())
                 total += float(tr.reward[0])
                 done = bool(tr.terminated[0] or tr.truncated[0])
                 obs = tr.obs

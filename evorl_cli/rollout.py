@@ -23,6 +23,8 @@ class Rollout:
     rewards: torch.Tensor  # [T, P, N], truncated steps include gamma * V(final obs)
     dones: torch.Tensor  # [T, P, N] float: 1 where the episode ended at this step
     last_value: torch.Tensor  # [P, N] value of the observation after the last step
+    starts: torch.Tensor  # [T, P, N] float: 1 where obs[t] is the first of an episode
+    states: torch.Tensor | None  # [T, P, N, S] recurrent state fed with obs[t] (None: feed-forward)
 
 
 def members_first(x: torch.Tensor) -> torch.Tensor:
@@ -78,15 +80,21 @@ class RolloutCollector:
             rewards=torch.zeros(shape, device=device),
             dones=torch.zeros(shape, device=device),
             last_value=torch.zeros(size, num_envs, device=device),
+            starts=torch.zeros(shape, device=device),
+            states=None,
         )
         self.episodes = EpisodeTracker(size, num_envs)
         self.obs: np.ndarray | None = None
+        self.starts = torch.ones(size, num_envs, device=device)
+        self.state: torch.Tensor | None = None
 
     def reset(self, seed: int) -> None:
         """Start fresh episodes in every sub-env (done at each generation start, so a generation
         boundary holds no half-finished episode and a resumed run continues exactly)."""
         self.obs = self.env.reset(seed)
         self.episodes.reset_running()
+        self.starts = torch.ones(self.size, self.num_envs, device=self.device)
+        self.state = None
 
     def _to_members(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device).view(self.size, self.num_envs, *array.shape[1:])
@@ -95,10 +103,19 @@ class RolloutCollector:
     def collect(self, pop: Population, gen: torch.Generator) -> Rollout:
         buf = self.buffer
         gamma = pop.hp_tensor("gamma").view(-1, 1)
+        if pop.net.recurrent:
+            shape = (self.steps, self.size, self.num_envs, pop.net.state_size)
+            if buf.states is None or buf.states.shape != shape:  # the state grows with the members
+                buf.states = torch.zeros(shape, device=self.device)
+            if self.state is None or self.state.shape[-1] != pop.net.state_size:
+                self.state = pop.initial_state(self.num_envs)
         for t in range(self.steps):
             raw = self._to_members(self.obs)
             obs = pop.obs_norm(raw)
-            step = pop.act_normalized(obs, gen)
+            if self.state is not None:
+                buf.states[t] = self.state
+            step = pop.act_normalized(obs, gen, state=self.state)
+            buf.starts[t] = self.starts
             buf.raw_obs[t] = raw
             buf.obs[t] = obs
             buf.actions[t] = step.action
@@ -112,11 +129,15 @@ class RolloutCollector:
             if tr.final_obs is not None and cut.any():
                 # A time limit is not a failure: fold the value of the state the episode was cut at
                 # into the reward, since the episode boundary stops bootstrapping through `dones`.
-                final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)))
+                final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)), step.state)
                 reward = reward + gamma * final_value * self._to_members(cut.astype(np.float32))
             buf.rewards[t] = reward
-            buf.dones[t] = self._to_members(done.astype(np.float32))
+            ended = self._to_members(done.astype(np.float32))
+            buf.dones[t] = ended
+            self.starts = ended
+            if step.state is not None:  # a new episode starts from a zero state
+                self.state = step.state * (1.0 - ended).unsqueeze(-1)
             self.episodes.add(tr.reward, done)
             self.obs = tr.obs
-        buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs))))
+        buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs)), self.state))
         return buf

@@ -66,7 +66,7 @@ class NarrowNet:
         self.act = ACTIVATION_FNS[pop.arch.activation_name(p)]
         self.discrete = pop.net.action.discrete
         self.encoders = {}
-        for enc in pop.net.encoders:
+        for enc in pop.net.branches:
             layers, fan_in = [], pop.net.obs_dim
             for layer, width in enumerate(sizes):
                 w = views[f"{enc}.w{layer}"][:fan_in, :width].clone().requires_grad_(True)

@@ -178,8 +178,8 @@ def test_round_trip_is_exact(tmp_path, env):
         assert torch.equal(a.value, b.value)
     if not deterministic and pop.net.action.discrete:
         assert len(torch.unique(a.action)) > 1  # sampling really drew
-    head_a, value_a = pop.forward_normalized(pop.obs_norm(obs))
-    head_b, value_b = restored.forward_normalized(restored.obs_norm(obs))
+    head_a, value_a, _ = pop.forward_normalized(pop.obs_norm(obs))
+    head_b, value_b, _ = restored.forward_normalized(restored.obs_norm(obs))
     assert torch.equal(head_a, head_b) and torch.equal(value_a, value_b)
 
     # save -> load -> save reproduces the same payload.

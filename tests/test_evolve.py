@@ -9,6 +9,7 @@ from helpers import DISCRETE, varied_population
 from evorl_cli.config import HPRange, MutationConfig, NetConfig
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
+from evorl_cli.nets.policy import Capacity
 from evorl_cli.optim import BatchedAdam
 
 
@@ -63,10 +64,10 @@ def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
     pop = varied_population(DISCRETE)
     pop.hp["lr"][:] = 1e-3
     _adam_with_history(pop)
-    pop.set_capacity(96, 3)  # compare parameters in one layout: the mutator's max room
+    pop.set_capacity(Capacity(96, 3))  # compare parameters in one layout: the mutator's max room
     obs = torch.randn(pop.size, 6, pop.net.obs_dim)
     with torch.no_grad():
-        before_head, _ = pop.forward_normalized(obs)
+        before_head, _, _ = pop.forward_normalized(obs)
     params_before = pop.params.detach().clone()
     m_before = pop.adam.exp_avg.clone()
     mutator = _mutator(pop, architecture=1.0)
@@ -74,10 +75,10 @@ def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
     notes = mutator.mutate(pop, protected=set())
     assert all(n.startswith("nodes") for n in notes), notes
     with torch.no_grad():
-        after_head, _ = pop.forward_normalized(obs)
+        after_head, _, _ = pop.forward_normalized(obs)
     assert torch.allclose(before_head, after_head, atol=1e-6)
-    assert pop.net.width == int(pop.arch.widths.max())  # trimmed back to what members use
-    pop.set_capacity(96, 3)
+    assert pop.net.cap.width == int(pop.arch.widths.max())  # trimmed back to what members use
+    pop.set_capacity(Capacity(96, 3))
     changed = pop.params.detach() != params_before
     assert changed.any()
     assert (pop.adam.exp_avg[changed] == 0).all()

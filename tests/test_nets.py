@@ -8,11 +8,12 @@ import torch
 from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.nets.layout import ParamLayout
+from evorl_cli.nets.policy import Capacity
 
 
 def _outputs(pop, obs):
     with torch.no_grad():
-        return pop.forward_normalized(obs.expand(pop.size, -1, -1))
+        return pop.forward_normalized(obs.expand(pop.size, -1, -1))[:2]
 
 
 @pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
@@ -31,8 +32,8 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
     pop = varied_population(DISCRETE)
     obs = torch.randn(1, 5, pop.net.obs_dim)
     head0, value0 = _outputs(pop, obs)
-    pop.set_capacity(96, 3)  # re-laying the parameters out for more room changes nothing
-    assert pop.params.shape[1] > pop.net.resized(64, 2).num_params
+    pop.set_capacity(Capacity(96, 3))  # re-laying the parameters out for more room changes nothing
+    assert pop.params.shape[1] > pop.net.resized(Capacity(64, 2)).num_params
     head_room, value_room = _outputs(pop, obs)
     assert torch.equal(head0, head_room) and torch.equal(value0, value_room)
     gen = torch.Generator().manual_seed(3)
@@ -75,12 +76,12 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
 def test_layout_fits_the_widest_and_deepest_member():
     pop = varied_population(DISCRETE, widths=([16, 16], [24]), activations=("tanh", "tanh"), max_width=256)
     assert pop.masks.width == 24 and pop.masks.depth == 2
-    assert (pop.net.width, pop.net.depth) == (24, 2)
+    assert pop.net.cap == Capacity(24, 2)
     obs = torch.randn(1, 3, pop.net.obs_dim)
     head, _ = _outputs(pop, obs)
     pop.gather(np.array([1, 1]))  # the deep member is gone: the layout shrinks, outputs stay
     pop.refresh_masks()
-    assert (pop.net.width, pop.net.depth) == (24, 1)
+    assert pop.net.cap == Capacity(24, 1)
     assert torch.equal(_outputs(pop, obs)[0], head[[1, 1]])
 
 

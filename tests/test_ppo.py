@@ -30,20 +30,28 @@ def test_gae_matches_hand_computation():
 
 
 def _rollout(pop, steps: int, envs: int, seed: int) -> Rollout:
-    """A rollout with random observations, actions drawn from the members' policies, random rewards."""
+    """A rollout with random observations and episode ends, actions drawn from the members' policies
+    (recurrent members carry and reset their state as the collector does), random rewards."""
     g = torch.Generator().manual_seed(seed)
     size, obs_dim = pop.size, pop.net.obs_dim
     obs = torch.randn(steps, size, envs, obs_dim, generator=g)
-    logps, values, actions = [], [], []
+    dones = (torch.rand(steps, size, envs, generator=g) < 0.1).float()
+    starts = torch.cat([torch.ones(1, size, envs), dones[:-1]])
+    state = pop.initial_state(envs)
+    logps, values, actions, states = [], [], [], []
     for t in range(steps):
-        step = pop.act(obs[t], g)
+        if state is not None:
+            state = state * (1 - starts[t]).unsqueeze(-1)
+            states.append(state)
+        step = pop.act(obs[t], g, state=state)
+        state = step.state
         actions.append(step.action)
         logps.append(step.logp)
         values.append(step.value)
     return Rollout(obs=obs, raw_obs=obs, actions=torch.stack(actions), logp=torch.stack(logps),
                    values=torch.stack(values), rewards=torch.randn(steps, size, envs, generator=g),
-                   dones=(torch.rand(steps, size, envs, generator=g) < 0.1).float(),
-                   last_value=torch.randn(size, envs, generator=g))
+                   dones=dones, last_value=torch.randn(size, envs, generator=g), starts=starts,
+                   states=torch.stack(states) if states else None)
 
 
 def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> NarrowNet:

@@ -62,13 +62,22 @@ def test_time_limit_is_bootstrapped_but_termination_is_not(terminate):
 
 def test_discrete_observations_are_one_hot():
     space = gym.spaces.Discrete(4, start=1)
-    size, encode = observation_encoder(space)
-    assert size == 4
-    assert np.array_equal(encode(np.array([1, 4])), np.array([[1, 0, 0, 0], [0, 0, 0, 1]], np.float32))
+    encoder = observation_encoder(space)
+    assert encoder.dim == 4 and encoder.image is None
+    assert np.array_equal(encoder(np.array([1, 4])), np.array([[1, 0, 0, 0], [0, 0, 0, 1]], np.float32))
     config = tiny_config(**{"env.id": "FrozenLake-v1", "env.kwargs": {"is_slippery": False}})
     env = EnvBatch(config.env, 3)
     obs = env.reset(seed=0)
     assert obs.shape == (3, 16) and (obs.sum(1) == 1).all() and (obs[:, 0] == 1).all()
+
+
+def test_images_move_channels_first_and_scale():
+    space = gym.spaces.Box(0, 255, (4, 5, 3), np.uint8)  # H, W, C
+    encoder = observation_encoder(space, channels_last=True)
+    assert encoder.image == (3, 4, 5) and encoder.dim == 60
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    out = encoder(frames).reshape(2, 3, 4, 5)
+    assert np.allclose(out, frames.transpose(0, 3, 1, 2) / 255.0)
 
 
 def test_unsupported_spaces_get_a_clear_error():

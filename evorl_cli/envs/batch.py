@@ -1,6 +1,7 @@
 """One vector env for the whole population, with the observation/action conversions PPO needs.
 
-Whatever the backend (our batched NumPy classic-control envs or Gymnasium's SyncVectorEnv), the
+Whatever the backend (our batched NumPy classic-control envs, Gymnasium's SyncVectorEnv or, with the
+optional extra, EnvPool through `envs/envpool_env.py`), the
 trainer sees the same thing: `P * N` sub-envs with same-step autoreset, float32 observation
 vectors (Discrete observations one-hot encoded, masked entries zeroed) and, for every finished
 episode, its final observation so truncated episodes can be bootstrapped.
@@ -31,8 +32,13 @@ class Transition:
     final_obs: np.ndarray | None  # [M, D] float32, rows valid where terminated|truncated; None if none ended
 
 
-def check_env_id(env_id: str) -> None:
-    """Fail early, with suggestions, on an id Gymnasium does not know."""
+def check_env_id(env_id: str, backend: str = "auto") -> None:
+    """Fail early, with suggestions, on an id Gymnasium (or, for env.backend=envpool, EnvPool) does not know."""
+    if backend == "envpool":
+        from evorl_cli.envs.envpool_env import check_envpool_id
+
+        check_envpool_id(env_id)
+        return
     if ":" in env_id:  # "module:Env-v0" registers on import inside gymnasium.make
         return
     if env_id not in gym.registry:
@@ -41,17 +47,44 @@ def check_env_id(env_id: str) -> None:
         raise EvorlError(f"env.id={env_id}: unknown environment; {hint}")
 
 
-def observation_encoder(space: gym.Space) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
-    """Observation size and a batched encoder to float32 vectors, for the supported spaces."""
+@dataclass
+class ObsEncoder:
+    """Turns a batch of raw observations into float32 rows [B, dim] the networks read.
+
+    Discrete: one-hot. 1-D Box: as is. Images (2-D or 3-D Box): channels first ([C, H, W], moved
+    from [H, W, C] when `channels_last`), uint8 scaled to [0, 1], flattened; `image` keeps the shape.
+    """
+
+    dim: int
+    image: tuple[int, int, int] | None
+    encode: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, obs) -> np.ndarray:
+        return self.encode(np.asarray(obs))
+
+
+def observation_encoder(space: gym.Space, channels_last: bool = False) -> ObsEncoder:
+    """The encoder for a supported observation space; a clear EvorlError for the others."""
     if isinstance(space, spaces.Discrete):
         eye = np.eye(space.n, dtype=np.float32)
-        return int(space.n), lambda obs: eye[np.asarray(obs, dtype=np.int64) - space.start]
-    if isinstance(space, spaces.Box) and len(space.shape) == 1:
-        return int(space.shape[0]), lambda obs: np.asarray(obs, dtype=np.float32)
-    if isinstance(space, spaces.Box) and len(space.shape) == 0:
-        return 1, lambda obs: np.asarray(obs, dtype=np.float32).reshape(-1, 1)
+        return ObsEncoder(int(space.n), None, lambda obs: eye[obs.astype(np.int64).reshape(-1) - space.start])
+    if isinstance(space, spaces.Box) and len(space.shape) <= 1:
+        dim = int(np.prod(space.shape, dtype=np.int64)) if space.shape else 1
+        return ObsEncoder(dim, None, lambda obs: obs.astype(np.float32, copy=False).reshape(-1, dim))
+    if isinstance(space, spaces.Box) and len(space.shape) in (2, 3):
+        shape = space.shape if len(space.shape) == 3 else ((*space.shape, 1) if channels_last else (1, *space.shape))
+        c, h, w = (shape[2], shape[0], shape[1]) if channels_last else shape
+        scale = 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
+
+        def encode(obs: np.ndarray) -> np.ndarray:
+            obs = obs.reshape(-1, *shape)
+            if channels_last:
+                obs = obs.transpose(0, 3, 1, 2)
+            return (obs.astype(np.float32) * scale).reshape(obs.shape[0], -1)
+
+        return ObsEncoder(c * h * w, (int(c), int(h), int(w)), encode)
     raise EvorlError(
-        f"observation space {space} is not supported: use an env with Box (1-D) or Discrete observations, "
+        f"observation space {space} is not supported: use an env with Box or Discrete observations, "
         "or flatten it with a wrapper (env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}])"
     )
 
@@ -71,11 +104,12 @@ class EnvBatch:
     def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None) -> None:
         """`render_mode` set: Gymnasium envs without autoreset, so the last frame of an episode
         can be drawn (the caller resets)."""
-        check_env_id(cfg.id)
+        check_env_id(cfg.id, cfg.backend)
         self.num_envs = num_envs
         self.env = self._make_vector_env(cfg, num_envs, render_mode)
         self.backend_name = type(self.env).__name__
-        self.obs_dim, self._encode = observation_encoder(self.env.single_observation_space)
+        self.encoder = observation_encoder(self.env.single_observation_space, cfg.channels_last)
+        self.obs_dim, self.image = self.encoder.dim, self.encoder.image
         self.action = action_spec(self.env.single_action_space)
         self._obs_mask = None
         if cfg.mask_indices:
@@ -89,6 +123,14 @@ class EnvBatch:
 
     @staticmethod
     def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:
+        if cfg.backend == "envpool":
+            from evorl_cli.envs.envpool_env import EnvPoolVectorEnv
+
+            if cfg.wrappers:
+                raise EvorlError("env.wrappers: Gymnasium wrappers cannot wrap an EnvPool pool; use "
+                                 "env.backend=gymnasium, or EnvPool's own options through env.kwargs")
+            return EnvPoolVectorEnv(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps,
+                                    kwargs=dict(cfg.kwargs), render_mode=render_mode)
         use_numpy = cfg.backend == "numpy" or (
             cfg.backend == "auto" and not cfg.wrappers and not cfg.kwargs and render_mode is None)
         if use_numpy:
@@ -122,7 +164,7 @@ class EnvBatch:
             raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None
 
     def _obs(self, raw: np.ndarray) -> np.ndarray:
-        obs = self._encode(raw)
+        obs = self.encoder(raw)
         return obs * self._obs_mask if self._obs_mask is not None else obs
 
     def reset(self, seed: int | list[int]) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from evorl_cli.config import ACTIVATIONS, INTEGER_HPS, HPRange, MutationConfig, NetConfig
+from evorl_cli.nets.policy import Capacity
 from evorl_cli.population import Population
 
 KINDS = ("none", "parameters", "architecture", "activation", "rl_hp")
@@ -28,7 +29,7 @@ class Mutator:
     def __init__(self, cfg: MutationConfig, net: NetConfig, hp_ranges: dict[str, HPRange], rollout_size: int,
                  rng: np.random.Generator, gen: torch.Generator) -> None:
         self.cfg, self.net, self.hp_ranges = cfg, net, hp_ranges
-        self.rollout_size = rollout_size  # a batch can never exceed one member's rollout
+        self.rollout_size = rollout_size  # a batch can never exceed one member's rollout (steps or sequences)
         self.rng, self.gen = rng, gen
         probs = np.array([cfg.no_mutation, cfg.parameters, cfg.architecture, cfg.activation, cfg.rl_hp], dtype=float)
         self.probs = probs / probs.sum()
@@ -57,8 +58,10 @@ class Mutator:
 
     def _make_room(self, pop: Population) -> None:
         """Give the layout room for any growth one mutation can ask for (trimmed again afterwards)."""
-        pop.set_capacity(min(self.net.max_width, pop.net.width + max(self.cfg.node_choices)),
-                         min(self.net.max_layers, pop.net.depth + 1))
+        cap, step = pop.net.cap, max(self.cfg.node_choices)
+        hidden = min(self.net.max_hidden_size, cap.hidden + step) if cap.hidden else 0
+        pop.set_capacity(Capacity(min(self.net.max_width, cap.width + step), min(self.net.max_layers, cap.depth + 1),
+                                  max(hidden, cap.hidden)))
 
     def _rewrite(self, pop: Population, p: int, surgery) -> str:
         """Run an architecture-changing `surgery` on member p and reset the moments it touched."""
@@ -88,6 +91,8 @@ class Mutator:
         return f"activation {current}->{new}"
 
     def architecture(self, pop: Population, p: int, row: torch.Tensor) -> str:
+        if pop.net.recurrent:
+            return self.recurrent_growth(pop, p, row)
         remove = self.rng.random() < self.cfg.remove_prob
         depth = int(pop.arch.n_layers[p])
         if self.rng.random() < self.cfg.new_layer_prob:
@@ -114,6 +119,18 @@ class Mutator:
             pop.net.grow_units(row, pop.arch, p, layer, new, self.gen)
         pop.arch.widths[p, layer] = new
         return f"nodes L{layer} {old}->{new}"
+
+    def recurrent_growth(self, pop: Population, p: int, row: torch.Tensor) -> str:
+        """Recurrent members grow their hidden state (gate-aware, outputs unchanged); their MLP stays,
+        since a new layer or removed units would break the function the state dynamics feed."""
+        old = int(pop.arch.hidden[p])
+        step = int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
+        new = min(old + step, self.net.max_hidden_size)
+        if new == old:
+            return "none (at max hidden size)"
+        pop.net.grow_hidden(row, pop.arch, p, new, self.gen)
+        pop.arch.hidden[p] = new
+        return f"hidden {old}->{new}"
 
     def rl_hp(self, pop: Population, p: int) -> str:
         if not self.hp_ranges:

@@ -31,15 +31,17 @@ assert set(ACTIVATION_FNS) == set(ACTIVATIONS)
 class Architecture:
     """Host-side architecture of every member: `widths[p, l]` (0 = layer off) and activation index."""
 
-    widths: np.ndarray  # [P, max_layers] int64; active layers form a prefix
+    widths: np.ndarray  # [P, max_layers] int64 MLP widths; active layers form a prefix
     activation: np.ndarray  # [P] int64 index into ACTIVATIONS
+    hidden: np.ndarray  # [P] int64 recurrent state size (0: no recurrent core)
 
     @classmethod
-    def uniform(cls, size: int, hidden_sizes: list[int], max_layers: int, activation: str) -> "Architecture":
+    def uniform(cls, size: int, hidden_sizes: list[int], max_layers: int, activation: str,
+                hidden: int = 0) -> "Architecture":
         widths = np.zeros((size, max_layers), dtype=np.int64)
         widths[:, : len(hidden_sizes)] = hidden_sizes
         acts = np.full(size, ACTIVATIONS.index(activation), dtype=np.int64)
-        return cls(widths, acts)
+        return cls(widths, acts, np.full(size, hidden, dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -50,7 +52,7 @@ class Architecture:
         return (self.widths > 0).sum(axis=1)
 
     def gather(self, idx: np.ndarray) -> "Architecture":
-        return Architecture(self.widths[idx].copy(), self.activation[idx].copy())
+        return Architecture(self.widths[idx].copy(), self.activation[idx].copy(), self.hidden[idx].copy())
 
     def hidden_sizes(self, p: int) -> list[int]:
         return [int(w) for w in self.widths[p] if w > 0]
@@ -59,7 +61,8 @@ class Architecture:
         return ACTIVATIONS[int(self.activation[p])]
 
     def describe(self, p: int) -> str:
-        return "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
+        core = f"rnn{int(self.hidden[p])}+" if self.hidden[p] else ""
+        return core + "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
 
     def compile(self, device: torch.device, width: int, depth: int) -> "ArchMasks":
         """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member)."""

@@ -1,7 +1,9 @@
-"""Actor-critic network of the whole population: encoder(s), policy head and value head.
+"""Actor-critic network of the whole population.
 
-`PolicyNet` holds no tensors of its own: parameters come in as the population's flat `[P, N]`
-tensor, so the same object serves training, evaluation, selection and checkpoint loading.
+Each branch (actor and critic, or one shared branch) is `[CNN] -> [LSTM/GRU core] -> MLP` and ends
+in a linear head. `PolicyNet` holds no tensors of its own: parameters come in as views of the
+population's flat `[P, N]` tensor, so the same object serves training, evaluation, selection and
+checkpoint loading. Recurrent state travels as one `[P, B, state_size]` tensor.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from evorl_cli.config import NetConfig
 from evorl_cli.nets.arch import Architecture, ArchMasks
+from evorl_cli.nets.cnn import CNNEncoder
 from evorl_cli.nets.layout import ParamLayout
 from evorl_cli.nets.mlp import MLPEncoder, orthogonal
+from evorl_cli.nets.rnn import RNNCore
 
 POLICY_HEAD_GAIN = 0.01  # near-uniform initial policy
 VALUE_HEAD_GAIN = 1.0
@@ -30,51 +35,128 @@ class ActionSpec:
     high: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """What the parameters are laid out for: the widest/deepest MLP and largest recurrent state."""
+
+    width: int
+    depth: int
+    hidden: int = 0
+
+
+class Branch:
+    """One encoder path: optional CNN, optional recurrent core, then the (mutable) MLP."""
+
+    def __init__(self, prefix: str, obs_dim: int, image: tuple[int, int, int] | None, net: NetConfig,
+                 cap: Capacity, layout: ParamLayout) -> None:
+        self.cnn = None
+        features = obs_dim
+        if net.cnn is not None:
+            self.cnn = CNNEncoder(f"{prefix}.cnn", image, net.cnn.channels, net.cnn.kernels, net.cnn.strides, layout)
+            features = self.cnn.out_dim
+        self.features = features
+        self.rnn = None
+        if net.recurrent:
+            self.rnn = RNNCore(f"{prefix}.rnn", net.recurrent, features, cap.hidden, net.rnn_layers, layout)
+            features = cap.hidden
+        self.mlp = MLPEncoder(prefix, features, cap.width, cap.depth, layout)
+
+    @property
+    def state_size(self) -> int:
+        return self.rnn.state_size if self.rnn else 0
+
+    def _encode(self, p, x: torch.Tensor) -> torch.Tensor:
+        return self.cnn.forward(p, x) if self.cnn else x
+
+    def step(self, p, x: torch.Tensor, state: torch.Tensor | None, masks: ArchMasks):
+        """`x` [P, B, D] -> (features [P, B, width], new state)."""
+        x = self._encode(p, x)
+        if self.rnn:
+            x, state = self.rnn.step(p, x, state)
+        return self.mlp.forward(p, x, masks), state
+
+    def sequence(self, p, x: torch.Tensor, state: torch.Tensor | None, starts: torch.Tensor | None,
+                 masks: ArchMasks) -> torch.Tensor:
+        """`x` [P, B, L, D] from `state` [P, B, S], zeroing the state where `starts` [P, B, L] is 1
+        (an episode begins there) -> features [P, B, L, width]. Only the recurrent core loops over
+        time; the CNN and MLP see all B*L steps at once."""
+        size, batch, length = x.shape[:3]
+        x = self._encode(p, x.reshape(size, batch * length, -1)).view(size, batch, length, -1)
+        if self.rnn:
+            outs = []
+            for t in range(length):
+                state = state * (1.0 - starts[:, :, t, None])
+                out, state = self.rnn.step(p, x[:, :, t], state)
+                outs.append(out)
+            x = torch.stack(outs, dim=2)
+        return self.mlp.forward(p, x.reshape(size, batch * length, -1), masks).view(size, batch, length, -1)
+
+
 class PolicyNet:
-    """Actor and critic encoders (separate, or one shared) with linear heads, batched over members.
+    """Branches plus linear policy and value heads, laid out for one `Capacity`."""
 
-    `width` x `depth` is the capacity the parameters are laid out for: the population's widest and
-    deepest member, not the configured maxima, so compute and optimiser work scale with what the
-    members actually use. The population re-lays its tensors out when an architecture changes.
-    """
-
-    def __init__(self, obs_dim: int, action: ActionSpec, width: int, depth: int, share_encoder: bool) -> None:
-        self.obs_dim = obs_dim
-        self.action = action
-        self.width = width
-        self.depth = depth
-        self.share_encoder = share_encoder
+    def __init__(self, obs_dim: int, action: ActionSpec, net: NetConfig, cap: Capacity,
+                 image: tuple[int, int, int] | None = None) -> None:
+        self.obs_dim, self.action, self.net_cfg, self.cap, self.image = obs_dim, action, net, cap, image
         self.layout = ParamLayout()
-        make = lambda prefix: MLPEncoder(prefix, obs_dim, width, depth, self.layout)  # noqa: E731
-        if share_encoder:
-            self.encoders = {"shared": make("shared")}
-        else:
-            self.encoders = {"actor": make("actor"), "critic": make("critic")}
-        self.layout.add("pi.w", (width, action.n))
+        names = ("shared",) if net.share_encoder else ("actor", "critic")
+        self.branches = {name: Branch(name, obs_dim, image, net, cap, self.layout) for name in names}
+        self.layout.add("pi.w", (cap.width, action.n))
         self.layout.add("pi.b", (action.n,))
-        self.layout.add("v.w", (width, 1))
+        self.layout.add("v.w", (cap.width, 1))
         self.layout.add("v.b", (1,))
         if not action.discrete:
             self.layout.add("log_std", (action.n,))
+        self._state_slices = {}
+        offset = 0
+        for name, branch in self.branches.items():
+            self._state_slices[name] = slice(offset, offset + branch.state_size)
+            offset += branch.state_size
+        self.state_size = offset
 
     @property
     def num_params(self) -> int:
         return self.layout.size
 
-    def resized(self, width: int, depth: int) -> "PolicyNet":
-        return PolicyNet(self.obs_dim, self.action, width, depth, self.share_encoder)
+    @property
+    def recurrent(self) -> bool:
+        return self.state_size > 0
 
-    def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks) -> tuple[torch.Tensor, torch.Tensor]:
-        """`p`: parameter views (`layout.views(flat)`); `obs` [P, B, obs_dim] ->
-        (logits or action mean [P, B, n], value [P, B])."""
-        if self.share_encoder:
-            h_pi = h_v = self.encoders["shared"].forward(p, obs, masks)
-        else:
-            h_pi = self.encoders["actor"].forward(p, obs, masks)
-            h_v = self.encoders["critic"].forward(p, obs, masks)
+    def resized(self, cap: Capacity) -> "PolicyNet":
+        return PolicyNet(self.obs_dim, self.action, self.net_cfg, cap, self.image)
+
+    def _branch_states(self, state: torch.Tensor | None):
+        return {n: (None if state is None else state[..., s]) for n, s in self._state_slices.items()}
+
+    def _heads(self, p, h_pi: torch.Tensor, h_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = torch.baddbmm(p["pi.b"].unsqueeze(1), h_pi, p["pi.w"])
         value = torch.baddbmm(p["v.b"].unsqueeze(1), h_v, p["v.w"]).squeeze(-1)
         return head, value
+
+    def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks,
+                state: torch.Tensor | None = None):
+        """One step. `p`: parameter views; `obs` [P, B, obs_dim]; `state` [P, B, state_size] or None ->
+        (logits or action mean [P, B, n], value [P, B], new state or None)."""
+        states = self._branch_states(state)
+        outs, new_states = {}, []
+        for name, branch in self.branches.items():
+            outs[name], s = branch.step(p, obs, states[name], masks)
+            if s is not None:
+                new_states.append(s)
+        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
+        head, value = self._heads(p, h_pi, h_v)
+        return head, value, (torch.cat(new_states, dim=-1) if new_states else None)
+
+    def forward_sequence(self, p, obs: torch.Tensor, masks: ArchMasks, state: torch.Tensor | None = None,
+                         starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences: `obs` [P, B, L, obs_dim] -> (head [P, B, L, n], value [P, B, L])."""
+        size, batch, length = obs.shape[:3]
+        states = self._branch_states(state)
+        outs = {name: branch.sequence(p, obs, states[name], starts, masks).view(size, batch * length, -1)
+                for name, branch in self.branches.items()}
+        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
+        head, value = self._heads(p, h_pi, h_v)
+        return head.view(size, batch, length, -1), value.view(size, batch, length)
 
     def actor_slices(self) -> list[tuple[int, int]]:
         """Flat ranges of the parameters that shape the policy (for parameter-noise mutation)."""
@@ -88,10 +170,15 @@ class PolicyNet:
         """Orthogonal init of member `p`'s active blocks (hidden sqrt 2, policy 0.01, value 1); rest zero."""
         row.zero_()
         sizes = arch.hidden_sizes(p)
-        for enc in self.encoders.values():
-            fan_in = self.obs_dim
+        for branch in self.branches.values():
+            fan_in = branch.features
+            if branch.cnn:
+                branch.cnn.init_member(row, gen)
+            if branch.rnn:
+                branch.rnn.init_member(row, branch.features, int(arch.hidden[p]), gen)
+                fan_in = int(arch.hidden[p])
             for layer, width in enumerate(sizes):
-                enc.init_layer(row, layer, fan_in, width, gen)
+                branch.mlp.init_layer(row, layer, fan_in, width, gen)
                 fan_in = width
         last = sizes[-1]
         self.layout.view(row, "pi.w")[:last] = orthogonal(last, self.action.n, POLICY_HEAD_GAIN, gen)
@@ -99,35 +186,44 @@ class PolicyNet:
         if not self.action.discrete:
             self.layout.view(row, "log_std")[:] = math.log(action_std_init)
 
+    def _mlp_fan_in(self, branch: Branch, arch: Architecture, p: int, layer: int) -> int:
+        if layer > 0:
+            return int(arch.widths[p, layer - 1])
+        return int(arch.hidden[p]) if branch.rnn else branch.features
+
     def grow_units(self, row: torch.Tensor, arch: Architecture, p: int, layer: int, new: int,
                    gen: torch.Generator) -> None:
-        """Widen hidden `layer` of member `p` to `new` units without changing its outputs."""
+        """Widen MLP `layer` of member `p` to `new` units without changing its outputs."""
         old = int(arch.widths[p, layer])
-        fan_in = self.obs_dim if layer == 0 else int(arch.widths[p, layer - 1])
-        for enc in self.encoders.values():
-            enc.grow_units(row, layer, fan_in, old, new, gen)
+        for branch in self.branches.values():
+            branch.mlp.grow_units(row, layer, self._mlp_fan_in(branch, arch, p, layer), old, new, gen)
 
     def shrink_units(self, row: torch.Tensor, arch: Architecture, p: int, layer: int, new: int) -> None:
-        """Narrow hidden `layer` of member `p` to `new` units (what they fed is cut too)."""
-        for enc in self.encoders.values():
-            enc.shrink_units(row, layer, new)
+        """Narrow MLP `layer` of member `p` to `new` units (what they fed is cut too)."""
+        for branch in self.branches.values():
+            branch.mlp.shrink_units(row, layer, new)
         if layer == int(arch.n_layers[p]) - 1:
             self._cut_head_rows(row, new)
 
     def add_layer(self, row: torch.Tensor, arch: Architecture, p: int, gen: torch.Generator) -> int:
-        """Append a hidden layer as wide as the last one (fresh orthogonal init); returns its width."""
+        """Append an MLP layer as wide as the last one (fresh orthogonal init); returns its width."""
         depth = int(arch.n_layers[p])
         width = int(arch.widths[p, depth - 1])
-        for enc in self.encoders.values():
-            enc.init_layer(row, depth, width, width, gen)
+        for branch in self.branches.values():
+            branch.mlp.init_layer(row, depth, width, width, gen)
         return width
 
     def remove_layer(self, row: torch.Tensor, arch: Architecture, p: int) -> None:
-        """Drop member `p`'s last hidden layer; the heads then read the layer before it."""
+        """Drop member `p`'s last MLP layer; the heads then read the layer before it."""
         depth = int(arch.n_layers[p])
-        for enc in self.encoders.values():
-            enc.zero_layer(row, depth - 1)
+        for branch in self.branches.values():
+            branch.mlp.zero_layer(row, depth - 1)
         self._cut_head_rows(row, int(arch.widths[p, depth - 2]))
+
+    def grow_hidden(self, row: torch.Tensor, arch: Architecture, p: int, new: int, gen: torch.Generator) -> None:
+        """Widen member `p`'s recurrent state to `new` units, gate-aware and function-preserving."""
+        for branch in self.branches.values():
+            branch.rnn.grow(row, branch.features, int(arch.hidden[p]), new, gen)
 
     def _cut_head_rows(self, row: torch.Tensor, width: int) -> None:
         self.layout.view(row, "pi.w")[width:] = 0.0

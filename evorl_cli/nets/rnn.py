@@ -1,0 +1,98 @@
+"""A population of stacked LSTM or GRU cells written as explicit gate matmuls (vmap does not cover
+`nn.LSTM`), batched over the leading member axis.
+
+Weights are laid out gate-aware: `w_ih` is [in, gates, hidden] and `w_hh` [hidden, gates, hidden],
+so widening the hidden state (and re-laying parameters out for more room) adds units to every gate
+at once. Invariant, as in the MLP: the weights and biases of hidden units a member does not use are
+zero. An unused LSTM unit then has i = f = o = 0.5 and g = 0, so its cell and hidden state stay
+exactly 0 and it never influences anything; the same holds for GRU (n = 0, h' = h / 2 = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from evorl_cli.nets.layout import ParamLayout
+from evorl_cli.nets.mlp import orthogonal
+
+GATES = {"lstm": 4, "gru": 3}
+
+
+class RNNCore:
+    """`layers` stacked cells of `hidden` units (the population's capacity) reading `in_dim` features."""
+
+    def __init__(self, prefix: str, kind: str, in_dim: int, hidden: int, layers: int, layout: ParamLayout) -> None:
+        if kind not in GATES:
+            raise ValueError(f"unknown recurrent cell {kind}")
+        self.prefix, self.kind, self.in_dim, self.hidden, self.layers = prefix, kind, in_dim, hidden, layers
+        self.gates = GATES[kind]
+        self.layout = layout
+        for layer in range(layers):
+            fan_in = in_dim if layer == 0 else hidden
+            layout.add(f"{prefix}.w_ih{layer}", (fan_in, self.gates, hidden))
+            layout.add(f"{prefix}.w_hh{layer}", (hidden, self.gates, hidden))
+            layout.add(f"{prefix}.b_ih{layer}", (self.gates, hidden))
+            layout.add(f"{prefix}.b_hh{layer}", (self.gates, hidden))
+
+    @property
+    def state_size(self) -> int:
+        """Floats of recurrent state per env: h (and c for LSTM) of every layer."""
+        return self.layers * self.hidden * (2 if self.kind == "lstm" else 1)
+
+    def step(self, p: dict[str, torch.Tensor], x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step. `x` [P, B, in], `state` [P, B, state_size] -> (top layer h [P, B, H], new state)."""
+        size, batch, hidden, gates = x.shape[0], x.shape[1], self.hidden, self.gates
+        per_layer = hidden * (2 if self.kind == "lstm" else 1)
+        new_states = []
+        for layer in range(self.layers):
+            s = state[..., layer * per_layer:(layer + 1) * per_layer]
+            h = s[..., :hidden]
+            w_ih = p[f"{self.prefix}.w_ih{layer}"]
+            w_hh = p[f"{self.prefix}.w_hh{layer}"]
+            b_ih = p[f"{self.prefix}.b_ih{layer}"].view(size, 1, gates * hidden)
+            b_hh = p[f"{self.prefix}.b_hh{layer}"].view(size, 1, gates * hidden)
+            gi = torch.baddbmm(b_ih, x, w_ih.view(size, -1, gates * hidden)).view(size, batch, gates, hidden)
+            gh = torch.baddbmm(b_hh, h, w_hh.view(size, hidden, gates * hidden)).view(size, batch, gates, hidden)
+            if self.kind == "lstm":  # gate order i, f, g, o (as torch.nn.LSTM)
+                pre = gi + gh
+                i, f, o = torch.sigmoid(pre[:, :, 0]), torch.sigmoid(pre[:, :, 1]), torch.sigmoid(pre[:, :, 3])
+                c = f * s[..., hidden:] + i * torch.tanh(pre[:, :, 2])
+                h = o * torch.tanh(c)
+                new_states += [h, c]
+            else:  # GRU, gate order r, z, n (as torch.nn.GRU)
+                r = torch.sigmoid(gi[:, :, 0] + gh[:, :, 0])
+                z = torch.sigmoid(gi[:, :, 1] + gh[:, :, 1])
+                n = torch.tanh(gi[:, :, 2] + r * gh[:, :, 2])
+                h = (1 - z) * n + z * h
+                new_states.append(h)
+            x = h
+        return x, torch.cat(new_states, dim=-1)
+
+    # --- per-member surgery --------------------------------------------------------------------
+
+    def init_member(self, row: torch.Tensor, in_active: int, hidden: int, gen: torch.Generator) -> None:
+        """Orthogonal weights (gain 1) on member `row`'s first `hidden` units, zero biases."""
+        for name in self.layout.names(f"{self.prefix}."):
+            self.layout.view(row, name).zero_()
+        self.grow(row, in_active, 0, hidden, gen)
+
+    def grow(self, row: torch.Tensor, in_active: int, old: int, new: int, gen: torch.Generator) -> None:
+        """Switch on hidden units [old, new) in every gate of every layer, keeping the function.
+
+        The new units get weights *from* the active inputs and units; everything *from* them (their
+        recurrent rows, the next layer's input rows, whatever reads the top layer) stays zero, so
+        the member's outputs are unchanged until training gives those weights a value."""
+        for layer in range(self.layers):
+            # Growing, new units read the previous layer's old units only (its new units feed
+            # nothing yet); a fresh cell reads all of them.
+            fan_in = in_active if layer == 0 else (old or new)
+            w_ih = self.layout.view(row, f"{self.prefix}.w_ih{layer}")
+            w_hh = self.layout.view(row, f"{self.prefix}.w_hh{layer}")
+            if fan_in:
+                w_ih[:fan_in, :, old:new] = orthogonal(fan_in, self.gates * (new - old), 1.0, gen).view(
+                    fan_in, self.gates, new - old)
+            if old:
+                w_hh[:old, :, old:new] = orthogonal(old, self.gates * (new - old), 1.0, gen).view(
+                    old, self.gates, new - old)
+            if not old:  # a fresh cell: its own recurrence too
+                w_hh[:new, :, :new] = orthogonal(new, self.gates * new, 1.0, gen).view(new, self.gates, new)
