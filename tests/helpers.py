@@ -37,17 +37,22 @@ CONTINUOUS = ActionSpec(discrete=False, n=2, low=-np.ones(2, np.float32), high=n
 
 def varied_population(action: ActionSpec, obs_dim: int = 5, seed: int = 0,
                       widths=([64, 64], [32, 48], [16]), activations=("tanh", "relu", "elu"),
-                      max_width: int = 96, share_encoder: bool = False) -> Population:
-    """A population whose members differ in width, depth and activation."""
+                      max_width: int = 96, share_encoder: bool = False, recurrent: str | None = None,
+                      hidden=(32, 24, 16), rnn_layers: int = 1) -> Population:
+    """A population whose members differ in width, depth and activation (and recurrent state size)."""
     size = len(widths)
     config = tiny_config(**{"population.size": size, "net.max_width": max_width, "net.max_layers": 3,
-                            "net.share_encoder": share_encoder})
+                            "net.share_encoder": share_encoder, "net.recurrent": recurrent,
+                            "net.hidden_size": max(hidden), "net.rnn_layers": rnn_layers,
+                            "algo.max_seq_len": 4, "algo.batch_size": 4 if recurrent else 32})
     gen = torch.Generator().manual_seed(seed)
     pop = Population.create(config, obs_dim, action, torch.device("cpu"), gen)
     pop.arch.widths[:] = 0
     for p, (w, act) in enumerate(zip(widths, activations)):
         pop.arch.widths[p, : len(w)] = w
         pop.arch.activation[p] = ACTIVATIONS.index(act)
+        if recurrent:
+            pop.arch.hidden[p] = hidden[p]
     pop.refresh_masks()  # lay the parameters out for the widest/deepest member
     with torch.no_grad():
         for p in range(size):
@@ -58,40 +63,107 @@ def varied_population(action: ActionSpec, obs_dim: int = 5, seed: int = 0,
 
 
 class NarrowNet:
-    """Member p of a population rebuilt as an ordinary narrow torch network (the oracle)."""
+    """Member p of a population rebuilt as an ordinary narrow torch network (the oracle): plain
+    matmuls for the MLP, `torch.nn.LSTMCell` / `GRUCell` for a recurrent core."""
 
     def __init__(self, pop: Population, p: int) -> None:
-        views = pop.net.layout.views(pop.params.detach()[p])
+        row = pop.params.detach()[p]
+        view = lambda name: pop.net.layout.view(row, name)  # noqa: E731
         sizes = pop.arch.hidden_sizes(p)
+        self.hidden = int(pop.arch.hidden[p])
+        self.kind = pop.net.net_cfg.recurrent
         self.act = ACTIVATION_FNS[pop.arch.activation_name(p)]
         self.discrete = pop.net.action.discrete
-        self.encoders = {}
-        for enc in pop.net.branches:
-            layers, fan_in = [], pop.net.obs_dim
+        self.state_layout = []  # (branch, layer, offset in the population's state) of each cell
+        self.cells, self.mlps, self._shapes = {}, {}, {}
+        offset = 0
+        for name, branch in pop.net.branches.items():
+            assert branch.cnn is None, "the oracle covers MLP and recurrent branches"
+            fan_in, cells = pop.net.obs_dim, []
+            if branch.rnn:
+                gates, cap = branch.rnn.gates, branch.rnn.hidden
+                for layer in range(branch.rnn.layers):
+                    cell = (torch.nn.LSTMCell if self.kind == "lstm" else torch.nn.GRUCell)(fan_in, self.hidden)
+                    h = self.hidden
+                    with torch.no_grad():
+                        cell.weight_ih.copy_(view(f"{name}.rnn.w_ih{layer}")[:fan_in, :, :h].reshape(fan_in, -1).T)
+                        cell.weight_hh.copy_(view(f"{name}.rnn.w_hh{layer}")[:h, :, :h].reshape(h, -1).T)
+                        cell.bias_ih.copy_(view(f"{name}.rnn.b_ih{layer}")[:, :h].reshape(-1))
+                        cell.bias_hh.copy_(view(f"{name}.rnn.b_hh{layer}")[:, :h].reshape(-1))
+                    cells.append(cell)
+                    self.state_layout.append((name, layer, offset))
+                    offset += cap * (2 if self.kind == "lstm" else 1)
+                    self._shapes[name] = (gates, cap)
+                    fan_in = h
+            layers = []
             for layer, width in enumerate(sizes):
-                w = views[f"{enc}.w{layer}"][:fan_in, :width].clone().requires_grad_(True)
-                b = views[f"{enc}.b{layer}"][:width].clone().requires_grad_(True)
+                w = view(f"{name}.w{layer}")[:fan_in, :width].clone().requires_grad_(True)
+                b = view(f"{name}.b{layer}")[:width].clone().requires_grad_(True)
                 layers.append((w, b))
                 fan_in = width
-            self.encoders[enc] = layers
+            self.cells[name], self.mlps[name] = cells, layers
         last = sizes[-1]
-        self.pi_w = views["pi.w"][:last].clone().requires_grad_(True)
-        self.pi_b = views["pi.b"].clone().requires_grad_(True)
-        self.v_w = views["v.w"][:last].clone().requires_grad_(True)
-        self.v_b = views["v.b"].clone().requires_grad_(True)
-        self.log_std = None if self.discrete else views["log_std"].clone().requires_grad_(True)
+        self.pi_w = view("pi.w")[:last].clone().requires_grad_(True)
+        self.pi_b = view("pi.b").clone().requires_grad_(True)
+        self.v_w = view("v.w")[:last].clone().requires_grad_(True)
+        self.v_b = view("v.b").clone().requires_grad_(True)
+        self.log_std = None if self.discrete else view("log_std").clone().requires_grad_(True)
 
     def parameters(self) -> list[torch.Tensor]:
-        out = [t for layers in self.encoders.values() for wb in layers for t in wb]
+        out = [t for cells in self.cells.values() for cell in cells for t in cell.parameters()]
+        out += [t for layers in self.mlps.values() for wb in layers for t in wb]
         out += [self.pi_w, self.pi_b, self.v_w, self.v_b]
         return out + ([] if self.log_std is None else [self.log_std])
 
-    def _encode(self, enc: str, x: torch.Tensor) -> torch.Tensor:
-        for w, b in self.encoders[enc]:
+    def in_layout(self) -> list[torch.Tensor]:
+        """Every parameter as the population stores it (narrow blocks, recurrent weights [in, gate, unit])."""
+        out = []
+        for name, cells in self.cells.items():
+            gates = self._shapes[name][0] if cells else 0
+            for cell in cells:
+                out += [cell.weight_ih.T.reshape(-1, gates, self.hidden), cell.weight_hh.T.reshape(-1, gates, self.hidden),
+                        cell.bias_ih.view(gates, -1), cell.bias_hh.view(gates, -1)]
+        return out + [t for t in self.parameters() if not any(t is q for c in self.cells.values()
+                                                              for cell in c for q in cell.parameters())]
+
+    @staticmethod
+    def narrow_of(pop: Population, p: int) -> list[torch.Tensor]:
+        """The trained population's member p in the same order as `in_layout`."""
+        return NarrowNet(pop, p).in_layout()
+
+    def _mlp(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        for w, b in self.mlps[name]:
             x = self.act(x @ w + b)
         return x
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h_pi = self._encode("shared" if "shared" in self.encoders else "actor", obs)
-        h_v = self._encode("shared" if "shared" in self.encoders else "critic", obs)
+    def _heads(self, outs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
         return h_pi @ self.pi_w + self.pi_b, (h_v @ self.v_w + self.v_b).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._heads({name: self._mlp(name, obs) for name in self.mlps})
+
+    def forward_sequence(self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor):
+        """`obs` [B, L, D], the population's state row for this member [B, S], `starts` [B, L]."""
+        h = self.hidden
+        cell_states = {}
+        for name, layer, off in self.state_layout:
+            hs = state[:, off:off + h]
+            cs = state[:, off + self._shapes[name][1]:off + self._shapes[name][1] + h] if self.kind == "lstm" else None
+            cell_states[(name, layer)] = (hs, cs)
+        outs = {name: [] for name in self.mlps}
+        for t in range(obs.shape[1]):
+            keep = (1 - starts[:, t]).unsqueeze(-1)
+            for name in self.mlps:
+                x = obs[:, t]
+                for layer, cell in enumerate(self.cells[name]):
+                    hs, cs = cell_states[(name, layer)]
+                    if self.kind == "lstm":
+                        hs, cs = cell(x, (hs * keep, cs * keep))
+                    else:
+                        hs = cell(x, hs * keep)
+                    cell_states[(name, layer)] = (hs, cs)
+                    x = hs
+                outs[name].append(self._mlp(name, x))
+        head, value = self._heads({name: torch.stack(v, dim=1) for name, v in outs.items()})
+        return head, value

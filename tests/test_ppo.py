@@ -11,7 +11,7 @@ from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.config import PPOConfig
 from evorl_cli.nets.distributions import log_prob_entropy
-from evorl_cli.ppo import compute_gae, ppo_update
+from evorl_cli.ppo import SequencePlan, compute_gae, ppo_update
 from evorl_cli.rollout import Rollout
 
 
@@ -55,31 +55,44 @@ def _rollout(pop, steps: int, envs: int, seed: int) -> Rollout:
 
 
 def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> NarrowNet:
-    """Member p trained on its own with plain torch: the textbook PPO loop."""
+    """Member p trained on its own with plain torch: the textbook PPO loop over the same units
+    (single steps, or BPTT sequences replayed from their stored state)."""
     net = NarrowNet(pop, p)
     hp = pop.hyperparameters(p)
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], eps=1e-5)
     adv_all, ret_all = compute_gae(ro.rewards[:, p:p + 1], ro.values[:, p:p + 1], ro.dones[:, p:p + 1],
                                    ro.last_value[p:p + 1], torch.tensor([hp["gamma"]]), torch.tensor([hp["gae_lambda"]]))
-    flat = lambda x: x[:, p].reshape(-1, *x.shape[3:])  # noqa: E731  [T, N, ...] -> [T*N, ...]
-    obs, actions, old_logp = flat(ro.obs), flat(ro.actions), flat(ro.logp)
-    adv_all, ret_all = adv_all[:, 0].reshape(-1), ret_all[:, 0].reshape(-1)
-    batch, samples = hp["batch_size"], obs.shape[0]
+    steps, _, envs = ro.rewards.shape
+    plan = SequencePlan.build(steps, envs, cfg, net.kind is not None, torch.device("cpu"))
+    unit = lambda x: plan.units(x)[0]  # noqa: E731  member p's [T, 1, N, ...] -> [U, L, ...]
+    mine = lambda x: unit(x[:, p:p + 1])  # noqa: E731
+    obs, actions, old_logp, starts = mine(ro.obs), mine(ro.actions), mine(ro.logp), mine(ro.starts)
+    adv_all, ret_all = unit(adv_all), unit(ret_all)
+    states = None if ro.states is None else ro.states[plan.time[:, 0], p, plan.env]
+    loss_mask = torch.ones_like(old_logp) if plan.loss_mask is None else plan.loss_mask
+    batch, units = hp["batch_size"], obs.shape[0]
     for epoch in range(hp["update_epochs"]):
         perm = perms[epoch][p]
-        for k in range(samples // batch):
+        for k in range(units // batch):
             idx = perm[k * batch:(k + 1) * batch]
-            head, value = net.forward(obs[idx])
+            if states is None:
+                head, value = net.forward(obs[idx])
+            else:
+                head, value = net.forward_sequence(obs[idx], states[idx], starts[idx])
+            w = loss_mask[idx]
+            wmean = lambda x: (x * w).sum() / w.sum()  # noqa: E731
             log_std = None if net.log_std is None else net.log_std.unsqueeze(0)
-            logp, entropy = log_prob_entropy(head.unsqueeze(0), log_std, actions[idx].unsqueeze(0))
-            logratio = logp[0] - old_logp[idx]
-            ratio = logratio.exp()
+            logp, entropy = log_prob_entropy(head.reshape(1, -1, head.shape[-1]), log_std,
+                                             actions[idx].reshape(1, -1, *actions.shape[2:]))
+            logp, entropy = logp.view_as(w), entropy.view_as(w)
+            ratio = (logp - old_logp[idx]).exp()
             adv = adv_all[idx]
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            mu = wmean(adv)
+            adv = (adv - mu) / (torch.sqrt(((adv - mu) ** 2 * w).sum() / (w.sum() - 1)) + 1e-8)
             clip = hp["clip_coef"]
-            pg = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip, 1 + clip)).mean()
-            v_loss = 0.5 * ((value - ret_all[idx]) ** 2).mean()
-            loss = pg - hp["ent_coef"] * entropy[0].mean() + hp["vf_coef"] * v_loss
+            pg = wmean(torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip, 1 + clip)))
+            v_loss = 0.5 * wmean((value - ret_all[idx]) ** 2)
+            loss = pg - hp["ent_coef"] * wmean(entropy) + hp["vf_coef"] * v_loss
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), hp["max_grad_norm"])
@@ -87,33 +100,38 @@ def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> 
     return net
 
 
+VARIED_HPS = {"batch_size": [8, 16, 32], "update_epochs": [2, 3, 1], "lr": [1e-3, 3e-3, 5e-4],
+              "ent_coef": [0.0, 0.01, 0.05], "clip_coef": [0.2, 0.1, 0.3], "vf_coef": [0.5, 1.0, 0.25],
+              "max_grad_norm": [0.5, 0.05, 10.0], "gamma": [0.99, 0.9, 0.95], "gae_lambda": [0.95, 0.8, 1.0]}
+
+
+def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, envs: int = 4) -> None:
+    """Run one batched update and, for every member, the reference update alone; compare weights."""
+    for name, values in hps.items():
+        pop.hp[name] = np.array(values, dtype=pop.hp[name].dtype)
+    ro = _rollout(pop, steps=steps, envs=envs, seed=1)
+    before = pop.params.detach().clone()
+    ppo_update(pop, ro, cfg, torch.Generator().manual_seed(123))
+
+    # The batched loop draws one permutation per member per epoch; replay the same draws.
+    plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, torch.device("cpu"))
+    replay = torch.Generator().manual_seed(123)
+    perms = [torch.rand(pop.size, len(plan.env), generator=replay).argsort(dim=1)
+             for _ in range(max(hps["update_epochs"]))]
+    for p in range(pop.size):
+        reference = _reference_update(_with_params(pop, before), p, ro, cfg, perms)
+        for got, want in zip(NarrowNet.narrow_of(pop, p), reference.in_layout()):
+            assert got.shape == want.shape
+            assert torch.allclose(got, want.detach(), atol=3e-5, rtol=1e-4), f"member {p} differs"
+
+
 @pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
 @pytest.mark.parametrize("share_encoder", [False, True], ids=["separate", "shared"])
 def test_batched_update_equals_each_member_alone(action, share_encoder):
     pop = varied_population(action, share_encoder=share_encoder)
-    hp = {"batch_size": [8, 16, 32], "update_epochs": [2, 3, 1], "lr": [1e-3, 3e-3, 5e-4],
-          "ent_coef": [0.0, 0.01, 0.05], "clip_coef": [0.2, 0.1, 0.3], "vf_coef": [0.5, 1.0, 0.25],
-          "max_grad_norm": [0.5, 0.05, 10.0], "gamma": [0.99, 0.9, 0.95], "gae_lambda": [0.95, 0.8, 1.0]}
-    for name, values in hp.items():
-        pop.hp[name] = np.array(values, dtype=pop.hp[name].dtype)
-    ro = _rollout(pop, steps=8, envs=4, seed=1)
-    before = pop.params.detach().clone()
-
-    cfg = PPOConfig()
-    gen = torch.Generator().manual_seed(123)
-    ppo_update(pop, ro, cfg, gen)
-
-    # The batched loop draws one permutation per member per epoch; replay the same draws.
-    replay = torch.Generator().manual_seed(123)
-    samples = 8 * 4
-    perms = [torch.rand(pop.size, samples, generator=replay).argsort(dim=1) for _ in range(max(hp["update_epochs"]))]
-    for p in range(pop.size):
-        reference = _reference_update(_with_params(pop, before), p, ro, cfg, perms)
-        trained = NarrowNet(pop, p)
-        for got, want in zip(trained.parameters(), reference.parameters()):
-            assert torch.allclose(got, want.detach(), atol=2e-5, rtol=1e-4), f"member {p} differs"
-        # Units a member does not use stay exactly zero.
-        active = sum(t.numel() for t in trained.parameters())
+    assert_batched_equals_alone(pop, PPOConfig(), VARIED_HPS)
+    for p in range(pop.size):  # units a member does not use stay exactly zero
+        active = sum(t.numel() for t in NarrowNet(pop, p).parameters())
         assert int((pop.params[p] != 0).sum()) <= active
 
 

@@ -58,10 +58,11 @@ class Mutator:
 
     def _make_room(self, pop: Population) -> None:
         """Give the layout room for any growth one mutation can ask for (trimmed again afterwards)."""
-        cap, step = pop.net.cap, max(self.cfg.node_choices)
-        hidden = min(self.net.max_hidden_size, cap.hidden + step) if cap.hidden else 0
-        pop.set_capacity(Capacity(min(self.net.max_width, cap.width + step), min(self.net.max_layers, cap.depth + 1),
-                                  max(hidden, cap.hidden)))
+        need, cap, step = pop.needed_capacity(), pop.net.cap, max(self.cfg.node_choices)
+        room = Capacity(min(self.net.max_width, need.width + step),
+                        min(self.net.max_layers, pop.arch.widths.shape[1], need.depth + 1),
+                        min(self.net.max_hidden_size, need.hidden + step) if need.hidden else 0)
+        pop.set_capacity(Capacity(max(room.width, cap.width), max(room.depth, cap.depth), max(room.hidden, cap.hidden)))
 
     def _rewrite(self, pop: Population, p: int, surgery) -> str:
         """Run an architecture-changing `surgery` on member p and reset the moments it touched."""

@@ -1,0 +1,149 @@
+"""Recurrent and convolutional members against independent oracles: torch.nn cells, separate
+sequences for state resets, stock PyTorch PPO for the batched update, per-member conv2d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import CONTINUOUS, DISCRETE, NarrowNet, tiny_config, varied_population
+from test_ppo import VARIED_HPS, assert_batched_equals_alone
+
+from evorl_cli.config import MutationConfig, NetConfig, PPOConfig
+from evorl_cli.evolve.mutate import Mutator
+from evorl_cli.nets.policy import ActionSpec
+from evorl_cli.population import Population
+
+KINDS = ["lstm", "gru"]
+
+
+def _sequences(pop, batch=5, length=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(pop.size, batch, length, pop.net.obs_dim, generator=g)
+    state = torch.randn(pop.size, batch, pop.net.state_size, generator=g) * 0.5
+    starts = (torch.rand(pop.size, batch, length, generator=g) < 0.2).float()
+    return obs, state * _active_state(pop), starts
+
+
+def _active_state(pop):
+    """A state mask that is zero on the units each member does not use (as real states are)."""
+    mask = torch.zeros(pop.size, 1, pop.net.state_size)
+    cap = pop.net.cap.hidden
+    per = 2 if pop.net.net_cfg.recurrent == "lstm" else 1
+    for p in range(pop.size):
+        h = int(pop.arch.hidden[p])
+        for block in range(pop.net.state_size // cap):
+            mask[p, 0, block * cap:block * cap + h] = 1.0
+    assert pop.net.state_size % (cap * per) == 0
+    return mask
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("share_encoder", [False, True], ids=["separate", "shared"])
+def test_recurrent_members_equal_torch_cells(kind, share_encoder):
+    pop = varied_population(DISCRETE, recurrent=kind, share_encoder=share_encoder, rnn_layers=2)
+    obs, state, starts = _sequences(pop)
+    with torch.no_grad():
+        head, value = pop.forward_sequence(obs, state, starts)
+        for p in range(pop.size):
+            want_head, want_value = NarrowNet(pop, p).forward_sequence(obs[p], state[p], starts[p])
+            assert torch.allclose(head[p], want_head, atol=1e-5), p
+            assert torch.allclose(value[p], want_value, atol=1e-5), p
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_episodes_in_one_sequence_equal_two_sequences(kind):
+    pop = varied_population(CONTINUOUS, recurrent=kind)
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(pop.size, 2, 10, pop.net.obs_dim, generator=g)
+    state = torch.randn(pop.size, 2, pop.net.state_size, generator=g) * _active_state(pop)
+    starts = torch.zeros(pop.size, 2, 10)
+    starts[:, :, 6] = 1.0  # the second episode begins at step 6
+    with torch.no_grad():
+        joined_head, joined_value = pop.forward_sequence(obs, state, starts)
+        first_head, first_value = pop.forward_sequence(obs[:, :, :6], state, starts[:, :, :6])
+        second_head, second_value = pop.forward_sequence(obs[:, :, 6:], torch.zeros_like(state),
+                                                         torch.zeros(pop.size, 2, 4))
+    assert torch.equal(joined_head[:, :, :6], first_head) and torch.equal(joined_value[:, :, :6], first_value)
+    assert torch.allclose(joined_head[:, :, 6:], second_head, atol=1e-7)
+    assert torch.allclose(joined_value[:, :, 6:], second_value, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stepping_equals_replaying_the_sequence(kind):
+    """What the rollout computes step by step is what the update replays."""
+    pop = varied_population(DISCRETE, recurrent=kind)
+    obs, state, starts = _sequences(pop, length=6)
+    with torch.no_grad():
+        head, value = pop.forward_sequence(obs, state, starts)
+        s = state
+        for t in range(6):
+            s = s * (1 - starts[:, :, t, None])
+            step_head, step_value, s = pop.forward_normalized(obs[:, :, t], s)
+            assert torch.allclose(step_head, head[:, :, t], atol=1e-6)
+            assert torch.allclose(step_value, value[:, :, t], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hidden_growth_is_gate_aware_and_keeps_outputs(kind):
+    pop = varied_population(DISCRETE, recurrent=kind, rnn_layers=2)
+    obs, state, starts = _sequences(pop)
+    state = state * 0  # episodes start from zero state here
+    with torch.no_grad():
+        before = pop.forward_sequence(obs, state, starts)
+    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0)
+    mutator = Mutator(cfg, NetConfig(recurrent=kind, max_hidden_size=128), {}, 32, np.random.default_rng(0),
+                      torch.Generator().manual_seed(0))
+    hidden_before = pop.arch.hidden.copy()
+    notes = mutator.mutate(pop, protected=set())
+    assert all(n.startswith("hidden") for n in notes) and (pop.arch.hidden > hidden_before).all()
+    assert pop.net.cap.hidden == int(pop.arch.hidden.max())
+    zero_state = torch.zeros(pop.size, obs.shape[1], pop.net.state_size)
+    with torch.no_grad():
+        after = pop.forward_sequence(obs, zero_state, starts)
+    assert torch.allclose(before[0], after[0], atol=1e-6) and torch.allclose(before[1], after[1], atol=1e-6)
+    for p in range(pop.size):  # the grown member is still exactly its narrow torch network
+        want_head, _ = NarrowNet(pop, p).forward_sequence(obs[p], zero_state[p], starts[p])
+        assert torch.allclose(after[0][p], want_head, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, bptt", [("lstm", "chunked"), ("gru", "chunked"), ("lstm", "overlap"),
+                                        ("lstm", "whole")])
+def test_batched_recurrent_update_equals_each_member_alone(kind, bptt):
+    pop = varied_population(CONTINUOUS if kind == "gru" else DISCRETE, recurrent=kind)
+    hps = dict(VARIED_HPS, batch_size=[2, 3, 4] if bptt != "whole" else [1, 2, 4])
+    assert_batched_equals_alone(pop, PPOConfig(bptt=bptt, max_seq_len=4), hps, steps=8, envs=4)
+
+
+def test_grouped_convolution_equals_each_members_conv():
+    config = tiny_config(**{"population.size": 3, "net.cnn": {"channels": [4, 6], "kernels": [3, 2],
+                                                             "strides": [1, 2]}, "net.hidden_sizes": [16]})
+    pop = Population.create(config, 2 * 7 * 7, ActionSpec(True, 2), torch.device("cpu"),
+                            torch.Generator().manual_seed(0), image=(2, 7, 7))
+    x = torch.randn(3, 5, 2 * 7 * 7)
+    branch = pop.net.branches["actor"]
+    with torch.no_grad():
+        got = branch.cnn.forward(pop.views, x)
+        for p in range(3):
+            h = x[p].view(5, 2, 7, 7)
+            for layer, (_, _, _, stride) in enumerate(branch.cnn.convs):
+                w = pop.views[f"actor.cnn.w{layer}"][p]
+                b = pop.views[f"actor.cnn.b{layer}"][p]
+                h = F.relu(F.conv2d(h, w, b, stride=stride))
+            assert torch.allclose(got[p], h.reshape(5, -1), atol=1e-6)
+    assert branch.cnn.out_dim == 6 * 2 * 2
+
+
+def test_recurrent_config_counts_sequences():
+    from evorl_cli.config import units_per_rollout
+    from evorl_cli.errors import EvorlError
+
+    c = tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 32, "algo.max_seq_len": 8,
+                       "algo.batch_size": 4, "env.num_envs": 2})
+    assert units_per_rollout(c) == 2 * 4
+    with pytest.raises(EvorlError, match="BPTT sequences"):
+        tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 32, "algo.max_seq_len": 8,
+                       "algo.batch_size": 9, "env.num_envs": 2})
+    with pytest.raises(EvorlError, match="max_seq_len"):
+        tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 30, "algo.max_seq_len": 8})
