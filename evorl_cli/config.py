@@ -55,7 +55,7 @@ class PPOConfig:
     name: str = "ppo"
     rollout_steps: int = 128  # steps per env between updates
     lr: float = 1e-3
-    batch_size: int = 128
+    batch_size: int = 128  # env steps per minibatch (recurrent nets: whole sequences, batch_size // seq length)
     update_epochs: int = 4
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -189,17 +189,11 @@ def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:
         raise EvorlError(f"config key '{key}': {reason}") from None
 
 
-def units_per_rollout(c: TrainConfig) -> int:
-    """What one member's minibatches are cut from: steps (feed-forward) or BPTT sequences (recurrent)."""
-    steps, envs = c.algo.rollout_steps, c.env.num_envs
+def sequence_length(c: TrainConfig) -> int:
+    """Steps per training unit: 1 for feed-forward nets, the BPTT sequence length for recurrent ones."""
     if not c.net.recurrent:
-        return steps * envs
-    if c.algo.bptt == "whole":
-        return envs
-    length = c.algo.max_seq_len
-    if c.algo.bptt == "overlap":
-        return envs * max(1, 2 * steps // length - 1)
-    return envs * (steps // length)
+        return 1
+    return c.algo.rollout_steps if c.algo.bptt == "whole" else c.algo.max_seq_len
 
 
 def build_train_config(cfg: DictConfig | dict) -> TrainConfig:
@@ -231,11 +225,16 @@ def validate(c: TrainConfig) -> None:
                  (a.bptt == "chunked" or a.max_seq_len % 2 == 0),
                  f"algo.max_seq_len={a.max_seq_len}: must divide algo.rollout_steps={a.rollout_steps} "
                  "(and be even for bptt=overlap)")
-    rollout = units_per_rollout(c)
     _require(a.lr > 0, f"algo.lr={a.lr}: the learning rate must be positive")
-    unit = "BPTT sequences" if n.recurrent else "steps (algo.rollout_steps*env.num_envs)"
+    rollout = a.rollout_steps * c.env.num_envs
+    length = sequence_length(c)
+    if n.recurrent:
+        _require(length <= a.batch_size <= rollout,
+                 f"algo.batch_size={a.batch_size}: must hold at least one BPTT sequence ({length} steps) and at most "
+                 f"the rollout, algo.rollout_steps*env.num_envs={rollout}")
     _require(1 <= a.batch_size <= rollout,
-             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size, {rollout} {unit}")
+             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size "
+             f"algo.rollout_steps*env.num_envs={rollout}")
     _require(a.update_epochs >= 1, f"algo.update_epochs={a.update_epochs}: must be at least 1")
     for key in ("gamma", "gae_lambda"):
         value = getattr(a, key)
@@ -289,7 +288,8 @@ def validate(c: TrainConfig) -> None:
             _require(rng.min > 0, f"hp_config.lr.min={rng.min}: the learning rate must be positive")
         if key == "batch_size":  # max is capped at the rollout size when mutating
             _require(1 <= rng.min <= rollout,
-                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size {rollout} {unit}]")
+                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size "
+                     f"algo.rollout_steps*env.num_envs={rollout}]")
         if key in ("gamma", "gae_lambda"):
             _require(0 <= rng.min and rng.max <= 1, f"hp_config.{key}: bounds must lie within [0, 1]")
         if key == "update_epochs":

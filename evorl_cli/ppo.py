@@ -90,7 +90,8 @@ class SequencePlan:
 def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> list[tuple[int, int, np.ndarray]]:
     """(epoch, minibatch index, which members step) for every step of the joint update loop.
 
-    Member p takes `samples // batch[p]` minibatches per epoch for `epochs[p]` epochs; the loop runs
+    `batch` and `samples` count training units (steps, or BPTT sequences). Member p takes
+    `samples // batch[p]` minibatches per epoch for `epochs[p]` epochs; the loop runs
     as long as the longest member's schedule and idles the others; steps nobody takes are skipped.
     """
     per_epoch = samples // batch
@@ -117,7 +118,8 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     states = ro.states.transpose(0, 1)[:, plan.time[:, 0], plan.env] if pop.net.recurrent else None
     units, length = old_logp.shape[1], old_logp.shape[2]
 
-    batch = pop.hp["batch_size"]
+    # batch_size counts env steps; a recurrent minibatch holds that many steps in whole sequences.
+    batch = np.maximum(1, pop.hp["batch_size"] // length)
     lr, clip = pop.hp_tensor("lr"), pop.hp_tensor("clip_coef").view(-1, 1)
     ent_coef, vf_coef = pop.hp_tensor("ent_coef"), pop.hp_tensor("vf_coef")
     max_norm = pop.hp_tensor("max_grad_norm")

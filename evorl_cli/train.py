@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evorl_cli import checkpoint as ckpt
-from evorl_cli.config import TrainConfig, units_per_rollout
+from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.evaluate import evaluate
@@ -157,7 +157,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
         gens.load_state(resume.meta["rng"], resume.tensors)
 
     collector = RolloutCollector(env, size, num_envs, config.algo.rollout_steps, device)
-    mutator = Mutator(config.mutation, config.net, config.hp_config, units_per_rollout(config), gens.rng, gens.init)
+    mutator = Mutator(config.mutation, config.net, config.hp_config, num_envs * config.algo.rollout_steps,
+                      gens.rng, gens.init)
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
     checkpoints = run_dir / "checkpoints"

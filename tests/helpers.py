@@ -44,7 +44,7 @@ def varied_population(action: ActionSpec, obs_dim: int = 5, seed: int = 0,
     config = tiny_config(**{"population.size": size, "net.max_width": max_width, "net.max_layers": 3,
                             "net.share_encoder": share_encoder, "net.recurrent": recurrent,
                             "net.hidden_size": max(hidden), "net.rnn_layers": rnn_layers,
-                            "algo.max_seq_len": 4, "algo.batch_size": 4 if recurrent else 32})
+                            "algo.max_seq_len": 4})
     gen = torch.Generator().manual_seed(seed)
     pop = Population.create(config, obs_dim, action, torch.device("cpu"), gen)
     pop.arch.widths[:] = 0

@@ -70,7 +70,7 @@ def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> 
     adv_all, ret_all = unit(adv_all), unit(ret_all)
     states = None if ro.states is None else ro.states[plan.time[:, 0], p, plan.env]
     loss_mask = torch.ones_like(old_logp) if plan.loss_mask is None else plan.loss_mask
-    batch, units = hp["batch_size"], obs.shape[0]
+    batch, units = max(1, hp["batch_size"] // obs.shape[1]), obs.shape[0]  # whole sequences of L steps
     for epoch in range(hp["update_epochs"]):
         perm = perms[epoch][p]
         for k in range(units // batch):

@@ -112,7 +112,8 @@ def test_hidden_growth_is_gate_aware_and_keeps_outputs(kind):
                                         ("lstm", "whole")])
 def test_batched_recurrent_update_equals_each_member_alone(kind, bptt):
     pop = varied_population(CONTINUOUS if kind == "gru" else DISCRETE, recurrent=kind)
-    hps = dict(VARIED_HPS, batch_size=[2, 3, 4] if bptt != "whole" else [1, 2, 4])
+    # batch_size counts steps: 2, 3, 4 sequences of 4 steps (whole: 1, 1, 2 rollouts of 8)
+    hps = dict(VARIED_HPS, batch_size=[8, 12, 16])
     assert_batched_equals_alone(pop, PPOConfig(bptt=bptt, max_seq_len=4), hps, steps=8, envs=4)
 
 
@@ -135,15 +136,15 @@ def test_grouped_convolution_equals_each_members_conv():
     assert branch.cnn.out_dim == 6 * 2 * 2
 
 
-def test_recurrent_config_counts_sequences():
-    from evorl_cli.config import units_per_rollout
+def test_recurrent_minibatches_are_whole_sequences():
+    from evorl_cli.config import sequence_length
     from evorl_cli.errors import EvorlError
 
     c = tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 32, "algo.max_seq_len": 8,
-                       "algo.batch_size": 4, "env.num_envs": 2})
-    assert units_per_rollout(c) == 2 * 4
-    with pytest.raises(EvorlError, match="BPTT sequences"):
+                       "algo.batch_size": 16, "env.num_envs": 2})
+    assert sequence_length(c) == 8  # a minibatch of 16 steps is 2 whole sequences
+    with pytest.raises(EvorlError, match="one BPTT sequence"):
         tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 32, "algo.max_seq_len": 8,
-                       "algo.batch_size": 9, "env.num_envs": 2})
+                       "algo.batch_size": 4, "env.num_envs": 2})
     with pytest.raises(EvorlError, match="max_seq_len"):
         tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 30, "algo.max_seq_len": 8})
