@@ -38,13 +38,22 @@ class Population:
         self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth)
 
     def _set_params(self, params: torch.Tensor) -> None:
-        """Install a new parameter tensor and the per-name views the forward pass reads.
+        """Install a new flat parameter tensor and the named views the forward pass reads.
 
-        The views are made once per tensor rather than once per forward: slicing ~20 views costs
-        more than a small layer's matmul."""
-        self.params = params.detach().requires_grad_(True)
-        with torch.enable_grad():  # the views must carry gradients back to `params`
-            self.views = self.net.layout.views(self.params)
+        The views share the flat tensor's storage and are themselves the autograd leaves: the
+        optimiser updates the flat tensor in place and every view sees it, while a backward pass
+        writes each view's gradient on its own (a view *computed* from a flat leaf would instead
+        back-propagate a full-size zero tensor per parameter). The views are made once per tensor,
+        not per forward: slicing ~20 views costs more than a small layer's matmul."""
+        self.params = params.detach()
+        self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
+        self._leaves = list(self.views.values())
+
+    def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
+        """d loss / d params as one [P, N] tensor, in the layout's order."""
+        grads = torch.autograd.grad(loss, self._leaves, allow_unused=True)
+        return torch.cat([(torch.zeros_like(v) if g is None else g).reshape(self.size, -1)
+                          for g, v in zip(grads, self._leaves)], dim=1)
 
     @classmethod
     def create(cls, config: TrainConfig, obs_dim: int, action: ActionSpec, device: torch.device,

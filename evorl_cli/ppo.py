@@ -179,7 +179,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
         v_loss = 0.5 * v_loss
         member_loss = mean(pg_loss) - ent_coef * mean(entropy) + vf_coef * mean(v_loss)
-        (grad,) = torch.autograd.grad((member_loss * weight).sum(), pop.params)
+        grad = pop.flat_grad((member_loss * weight).sum())
 
         with torch.no_grad():
             norm = grad.norm(dim=1)

@@ -116,7 +116,8 @@ def test_gather_moves_everything_a_member_owns():
     assert torch.equal(pop.obs_norm.mean, snapshot[2][idx])
     assert np.array_equal(pop.arch.widths, snapshot[3][idx])
     assert np.allclose(pop.hp["lr"], [3e-3, 3e-3, 1e-3])
-    assert pop.params.requires_grad and pop.masks.width == int(pop.arch.widths.max())
+    assert all(v.requires_grad and v.is_leaf for v in pop.views.values())
+    assert pop.masks.width == int(pop.arch.widths.max())
 
 
 def test_batched_adam_equals_torch_adam_per_member():

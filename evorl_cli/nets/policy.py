@@ -83,12 +83,7 @@ class Branch:
         size, batch, length = x.shape[:3]
         x = self._encode(p, x.reshape(size, batch * length, -1)).view(size, batch, length, -1)
         if self.rnn:
-            outs = []
-            for t in range(length):
-                state = state * (1.0 - starts[:, :, t, None])
-                out, state = self.rnn.step(p, x[:, :, t], state)
-                outs.append(out)
-            x = torch.stack(outs, dim=2)
+            x, _ = self.rnn.sequence(p, x, state, starts)
         return self.mlp.forward(p, x.reshape(size, batch * length, -1), masks).view(size, batch, length, -1)
 
 

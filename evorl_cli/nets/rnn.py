@@ -41,32 +41,54 @@ class RNNCore:
 
     def step(self, p: dict[str, torch.Tensor], x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step. `x` [P, B, in], `state` [P, B, state_size] -> (top layer h [P, B, H], new state)."""
-        size, batch, hidden, gates = x.shape[0], x.shape[1], self.hidden, self.gates
-        per_layer = hidden * (2 if self.kind == "lstm" else 1)
-        new_states = []
+        out, state = self.sequence(p, x.unsqueeze(2), state, None)
+        return out[:, :, 0], state
+
+    def sequence(self, p: dict[str, torch.Tensor], x: torch.Tensor, state: torch.Tensor,
+                 starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`x` [P, B, L, in] from `state` [P, B, S], zeroing the state where `starts` [P, B, L] is 1.
+
+        Layer by layer (as cuDNN does): each layer's input projections for all L steps are one
+        matmul, so only the recurrent matmul and the gate arithmetic run per step.
+        Returns (top layer h for every step [P, B, L, H], state after the last step)."""
+        size, batch, length = x.shape[:3]
+        hidden, gates = self.hidden, self.gates
+        lstm = self.kind == "lstm"
+        per_layer = hidden * (2 if lstm else 1)
+        keep = None if starts is None else (1.0 - starts).unsqueeze(-1)  # [P, B, L, 1]
+        final = []
         for layer in range(self.layers):
             s = state[..., layer * per_layer:(layer + 1) * per_layer]
-            h = s[..., :hidden]
+            h, c = s[..., :hidden], (s[..., hidden:] if lstm else None)
             w_ih = p[f"{self.prefix}.w_ih{layer}"]
-            w_hh = p[f"{self.prefix}.w_hh{layer}"]
+            w_hh = p[f"{self.prefix}.w_hh{layer}"].view(size, hidden, gates * hidden)
             b_ih = p[f"{self.prefix}.b_ih{layer}"].view(size, 1, gates * hidden)
             b_hh = p[f"{self.prefix}.b_hh{layer}"].view(size, 1, gates * hidden)
-            gi = torch.baddbmm(b_ih, x, w_ih.view(size, -1, gates * hidden)).view(size, batch, gates, hidden)
-            gh = torch.baddbmm(b_hh, h, w_hh.view(size, hidden, gates * hidden)).view(size, batch, gates, hidden)
-            if self.kind == "lstm":  # gate order i, f, g, o (as torch.nn.LSTM)
-                pre = gi + gh
-                i, f, o = torch.sigmoid(pre[:, :, 0]), torch.sigmoid(pre[:, :, 1]), torch.sigmoid(pre[:, :, 3])
-                c = f * s[..., hidden:] + i * torch.tanh(pre[:, :, 2])
-                h = o * torch.tanh(c)
-                new_states += [h, c]
-            else:  # GRU, gate order r, z, n (as torch.nn.GRU)
-                r = torch.sigmoid(gi[:, :, 0] + gh[:, :, 0])
-                z = torch.sigmoid(gi[:, :, 1] + gh[:, :, 1])
-                n = torch.tanh(gi[:, :, 2] + r * gh[:, :, 2])
-                h = (1 - z) * n + z * h
-                new_states.append(h)
-            x = h
-        return x, torch.cat(new_states, dim=-1)
+            gi_all = torch.baddbmm(b_ih, x.reshape(size, batch * length, -1), w_ih.view(size, -1, gates * hidden))
+            # unbind, not indexing: each index's backward would write a full-size zero tensor.
+            gi_steps = gi_all.view(size, batch, length, gates, hidden).unbind(2)
+            keeps = None if keep is None else keep.unbind(2)
+            outs = []
+            for t in range(length):
+                if keeps is not None:
+                    h = h * keeps[t]
+                    c = c * keeps[t] if lstm else None
+                gh = torch.baddbmm(b_hh, h, w_hh).view(size, batch, gates, hidden)
+                if lstm:  # gate order i, f, g, o (as torch.nn.LSTM)
+                    pre = gi_steps[t] + gh
+                    i, f, _, o = torch.sigmoid(pre).unbind(2)  # g's sigmoid is wasted; one op beats three
+                    c = f * c + i * torch.tanh(pre.unbind(2)[2])
+                    h = o * torch.tanh(c)
+                else:  # GRU, gate order r, z, n (as torch.nn.GRU)
+                    gi_r, gi_z, gi_n = gi_steps[t].unbind(2)
+                    gh_r, gh_z, gh_n = gh.unbind(2)
+                    r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
+                    n = torch.tanh(gi_n + r * gh_n)
+                    h = n + z * (h - n)
+                outs.append(h)
+            x = torch.stack(outs, dim=2)
+            final += [h, c] if lstm else [h]
+        return x, torch.cat(final, dim=-1)
 
     # --- per-member surgery --------------------------------------------------------------------
 
