@@ -148,3 +148,18 @@ def test_recurrent_minibatches_are_whole_sequences():
                        "algo.batch_size": 4, "env.num_envs": 2})
     with pytest.raises(EvorlError, match="max_seq_len"):
         tiny_config(**{"net.recurrent": "lstm", "algo.rollout_steps": 30, "algo.max_seq_len": 8})
+
+
+def test_cnn_population_learns_the_image_task(tmp_path):
+    """evorl/PixelQuadrant-v0 from pixels: guessing scores 4 of 16; a CNN population gets to 15."""
+    from hydra import compose, initialize_config_dir
+    from rich.console import Console
+
+    from evorl_cli.cli import CONF_DIR
+    from evorl_cli.config import build_train_config
+    from evorl_cli.train import train
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("train", overrides=["env=pixel_quadrant", "net=cnn", "progress=false", "max_steps=60000"])
+    result = train(build_train_config(cfg), tmp_path, Console(quiet=True))
+    assert result.reached_target and result.best_fitness >= 15, result
