@@ -21,7 +21,7 @@ from evorl_cli.config import TrainConfig, build_train_config
 from evorl_cli.errors import EvorlError
 from evorl_cli.nets.arch import Architecture
 from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
-from evorl_cli.normalize import ObsNormalizer
+from evorl_cli.normalize import ObsNormalizer, RewardScaler
 from evorl_cli.optim import BatchedAdam
 from evorl_cli.population import Population
 
@@ -45,7 +45,7 @@ def population_payload(pop: Population, members: list[int] | None = None) -> tup
     """Tensors and JSON-ready description of `pop` (or of the listed members only)."""
     idx = list(range(pop.size)) if members is None else members
     index = torch.as_tensor(idx, dtype=torch.long, device=pop.device)
-    tensors = {"params": pop.params.detach(), **pop.adam.state(), **pop.obs_norm.state()}
+    tensors = {"params": pop.params.detach(), **pop.adam.state(), **pop.obs_norm.state(), **pop.reward_scale.state()}
     tensors = {k: v.index_select(0, index).cpu().contiguous() for k, v in tensors.items()}
     action = pop.net.action
     meta = {
@@ -143,4 +143,6 @@ def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.devi
     adam.load_state(tensors)
     norm = ObsNormalizer(len(members), meta["obs_dim"], device, config.algo.normalize_obs)
     norm.load_state(tensors)
-    return Population(net, arch, hp, tensors["params"].clone(), adam, norm)
+    scale = RewardScaler(len(members), device, config.algo.normalize_rewards)
+    scale.load_state(tensors)
+    return Population(net, arch, hp, tensors["params"].clone(), adam, norm, scale)

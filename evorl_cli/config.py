@@ -67,6 +67,7 @@ class PPOConfig:
     action_std_init: float = 0.6  # continuous actions: initial standard deviation
     normalize_advantages: bool = True
     normalize_obs: bool = False
+    normalize_rewards: bool = False  # scale rewards by the running std of discounted returns, per member
     clip_vloss: bool = False
     bptt: str = "chunked"  # recurrent nets: chunked (max_seq_len) | overlap (chunks overlap by half) | whole
     max_seq_len: int = 16  # recurrent nets: steps per BPTT sequence (chunked, overlap)

@@ -63,3 +63,47 @@ class ObsNormalizer:
         self.var = tensors["obs_norm.var"].clone()
         self.count = tensors["obs_norm.count"].clone()
         self._refresh()
+
+
+class RewardScaler:
+    """Per-member reward scaling by the running standard deviation of discounted returns (as
+    Gymnasium's NormalizeReward and SB3's VecNormalize do), so value targets stay near unit scale
+    whatever the env's reward magnitude. Statistics are updated from training rollouts only and
+    travel with the member; fitness always uses raw rewards."""
+
+    def __init__(self, size: int, device: torch.device, enabled: bool) -> None:
+        self.enabled = enabled
+        self.var = torch.ones(size, device=device)
+        self.mean = torch.zeros(size, device=device)
+        self.count = torch.zeros(size, device=device)
+
+    def scale(self) -> torch.Tensor:
+        """Factor [P] the rewards are multiplied by (1 when disabled)."""
+        if not self.enabled:
+            return torch.ones_like(self.var)
+        return torch.rsqrt(self.var + EPS)
+
+    @torch.no_grad()
+    def update(self, returns: torch.Tensor) -> None:
+        """Fold discounted returns seen in a rollout, [P, M], into each member's statistics."""
+        if not self.enabled:
+            return
+        n = returns.shape[1]
+        batch_mean, batch_var = returns.mean(1), returns.var(1, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta.square() * self.count * n / total) / total
+        self.count = total
+
+    def gather(self, idx: torch.Tensor) -> None:
+        self.var, self.mean, self.count = (t.index_select(0, idx) for t in (self.var, self.mean, self.count))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"reward_scale.var": self.var, "reward_scale.mean": self.mean, "reward_scale.count": self.count}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "reward_scale.var" in tensors:
+            self.var = tensors["reward_scale.var"].clone()
+            self.mean = tensors["reward_scale.mean"].clone()
+            self.count = tensors["reward_scale.count"].clone()

@@ -12,7 +12,7 @@ from evorl_cli.config import INTEGER_HPS, MUTABLE_HPS, TrainConfig
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.distributions import sample
 from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
-from evorl_cli.normalize import ObsNormalizer
+from evorl_cli.normalize import ObsNormalizer, RewardScaler
 from evorl_cli.optim import BatchedAdam
 
 
@@ -28,12 +28,14 @@ class Step:
 
 class Population:
     def __init__(self, net: PolicyNet, arch: Architecture, hp: dict[str, np.ndarray],
-                 params: torch.Tensor, adam: BatchedAdam, obs_norm: ObsNormalizer) -> None:
+                 params: torch.Tensor, adam: BatchedAdam, obs_norm: ObsNormalizer,
+                 reward_scale: RewardScaler | None = None) -> None:
         self.net = net
         self.arch = arch
         self.hp = hp
         self.adam = adam
         self.obs_norm = obs_norm
+        self.reward_scale = reward_scale or RewardScaler(params.shape[0], params.device, False)
         self._set_params(params)
         self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth)
 
@@ -71,7 +73,8 @@ class Population:
             dtype = np.int64 if name in INTEGER_HPS else np.float64
             hp[name] = np.full(size, getattr(config.algo, name), dtype=dtype)
         return cls(net, arch, hp, params.to(device), BatchedAdam(size, net.num_params, device),
-                   ObsNormalizer(size, obs_dim, device, config.algo.normalize_obs))
+                   ObsNormalizer(size, obs_dim, device, config.algo.normalize_obs),
+                   RewardScaler(size, device, config.algo.normalize_rewards))
 
     @property
     def size(self) -> int:
@@ -126,6 +129,7 @@ class Population:
         self._set_params(self.params.detach().index_select(0, index))
         self.adam.gather(index)
         self.obs_norm.gather(index)
+        self.reward_scale.gather(index)
         self.hp = {k: v[idx].copy() for k, v in self.hp.items()}
         self.arch = self.arch.gather(idx)
         self.refresh_masks()

@@ -107,9 +107,12 @@ def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> l
 def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator) -> UpdateStats:
     """Train every member on its share of `ro`: epochs x shuffled minibatches of its own size."""
     device = pop.device
-    advantages, returns = compute_gae(ro.rewards, ro.values, ro.dones, ro.last_value,
+    # Rewards in the units the value function learns: scaled per member, plus truncation bootstraps
+    # (already value-sized).
+    rewards = ro.rewards * pop.reward_scale.scale().view(1, -1, 1) + ro.bootstrap
+    advantages, returns = compute_gae(rewards, ro.values, ro.dones, ro.last_value,
                                       pop.hp_tensor("gamma"), pop.hp_tensor("gae_lambda"))
-    steps, size, envs = ro.rewards.shape
+    steps, size, envs = rewards.shape
     plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, device)
     obs, actions, old_logp = plan.units(ro.obs), plan.units(ro.actions), plan.units(ro.logp)
     advantages, returns, old_values = plan.units(advantages), plan.units(returns), plan.units(ro.values)

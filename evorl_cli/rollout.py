@@ -20,11 +20,13 @@ class Rollout:
     actions: torch.Tensor  # [T, P, N] or [T, P, N, n]
     logp: torch.Tensor  # [T, P, N]
     values: torch.Tensor  # [T, P, N]
-    rewards: torch.Tensor  # [T, P, N], truncated steps include gamma * V(final obs)
+    rewards: torch.Tensor  # [T, P, N] raw env rewards
+    bootstrap: torch.Tensor  # [T, P, N] gamma * V(final obs) where a time limit cut the episode, else 0
     dones: torch.Tensor  # [T, P, N] float: 1 where the episode ended at this step
     last_value: torch.Tensor  # [P, N] value of the observation after the last step
     starts: torch.Tensor  # [T, P, N] float: 1 where obs[t] is the first of an episode
     states: torch.Tensor | None  # [T, P, N, S] recurrent state fed with obs[t] (None: feed-forward)
+    returns_seen: torch.Tensor | None = None  # [T, P, N] running discounted raw returns (reward scaling)
 
 
 def members_first(x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +80,8 @@ class RolloutCollector:
             logp=torch.zeros(shape, device=device),
             values=torch.zeros(shape, device=device),
             rewards=torch.zeros(shape, device=device),
+            bootstrap=torch.zeros(shape, device=device),
+            returns_seen=torch.zeros(shape, device=device),
             dones=torch.zeros(shape, device=device),
             last_value=torch.zeros(size, num_envs, device=device),
             starts=torch.zeros(shape, device=device),
@@ -95,6 +99,7 @@ class RolloutCollector:
         self.episodes.reset_running()
         self.starts = torch.ones(self.size, self.num_envs, device=self.device)
         self.state = None
+        self.discounted = torch.zeros(self.size, self.num_envs, device=self.device)
 
     def _to_members(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device).view(self.size, self.num_envs, *array.shape[1:])
@@ -125,14 +130,20 @@ class RolloutCollector:
             tr = self.env.step(actions)
             done = tr.terminated | tr.truncated
             reward = self._to_members(tr.reward)
+            buf.rewards[t] = reward
             cut = tr.truncated & ~tr.terminated
             if tr.final_obs is not None and cut.any():
-                # A time limit is not a failure: fold the value of the state the episode was cut at
-                # into the reward, since the episode boundary stops bootstrapping through `dones`.
+                # A time limit is not a failure: the value of the state the episode was cut at joins
+                # the reward, since the episode boundary stops bootstrapping through `dones`.
                 final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)), step.state)
-                reward = reward + gamma * final_value * self._to_members(cut.astype(np.float32))
-            buf.rewards[t] = reward
+                buf.bootstrap[t] = gamma * final_value * self._to_members(cut.astype(np.float32))
+            else:
+                buf.bootstrap[t] = 0.0
             ended = self._to_members(done.astype(np.float32))
+            if pop.reward_scale.enabled:
+                self.discounted = self.discounted * gamma + reward
+                buf.returns_seen[t] = self.discounted
+                self.discounted = self.discounted * (1.0 - ended)
             buf.dones[t] = ended
             self.starts = ended
             if step.state is not None:  # a new episode starts from a zero state

@@ -179,6 +179,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             remaining = math.ceil((config.max_steps - state.env_steps) / steps_per_rollout)
             for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
                 rollout = collector.collect(pop, gens.torch)
+                pop.reward_scale.update(members_first(rollout.returns_seen))
                 ppo_update(pop, rollout, config.algo, gens.torch)
                 pop.obs_norm.update(members_first(rollout.raw_obs))
                 state.env_steps += steps_per_rollout

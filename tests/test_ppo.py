@@ -48,9 +48,10 @@ def _rollout(pop, steps: int, envs: int, seed: int) -> Rollout:
         actions.append(step.action)
         logps.append(step.logp)
         values.append(step.value)
+    bootstrap = dones * torch.randn(steps, size, envs, generator=g)  # as if some episodes hit a time limit
     return Rollout(obs=obs, raw_obs=obs, actions=torch.stack(actions), logp=torch.stack(logps),
-                   values=torch.stack(values), rewards=torch.randn(steps, size, envs, generator=g),
-                   dones=dones, last_value=torch.randn(size, envs, generator=g), starts=starts,
+                   values=torch.stack(values), rewards=torch.randn(steps, size, envs, generator=g) * 5,
+                   bootstrap=bootstrap, dones=dones, last_value=torch.randn(size, envs, generator=g), starts=starts,
                    states=torch.stack(states) if states else None)
 
 
@@ -60,7 +61,9 @@ def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> 
     net = NarrowNet(pop, p)
     hp = pop.hyperparameters(p)
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], eps=1e-5)
-    adv_all, ret_all = compute_gae(ro.rewards[:, p:p + 1], ro.values[:, p:p + 1], ro.dones[:, p:p + 1],
+    scale = float(pop.reward_scale.scale()[p])  # the member's reward scaling (1 when off)
+    rewards = ro.rewards[:, p:p + 1] * scale + ro.bootstrap[:, p:p + 1]
+    adv_all, ret_all = compute_gae(rewards, ro.values[:, p:p + 1], ro.dones[:, p:p + 1],
                                    ro.last_value[p:p + 1], torch.tensor([hp["gamma"]]), torch.tensor([hp["gae_lambda"]]))
     steps, _, envs = ro.rewards.shape
     plan = SequencePlan.build(steps, envs, cfg, net.kind is not None, torch.device("cpu"))
@@ -109,6 +112,8 @@ def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, 
     """Run one batched update and, for every member, the reference update alone; compare weights."""
     for name, values in hps.items():
         pop.hp[name] = np.array(values, dtype=pop.hp[name].dtype)
+    pop.reward_scale.enabled = True  # each member scales rewards by its own return statistics
+    pop.reward_scale.var = torch.tensor([4.0, 0.25, 1.0])[: pop.size]
     ro = _rollout(pop, steps=steps, envs=envs, seed=1)
     before = pop.params.detach().clone()
     ppo_update(pop, ro, cfg, torch.Generator().manual_seed(123))

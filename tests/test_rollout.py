@@ -50,9 +50,10 @@ def test_time_limit_is_bootstrapped_but_termination_is_not(terminate):
     ro = collector.collect(pop, torch.Generator().manual_seed(0))
 
     final_value = pop.value_normalized(torch.tensor([[[3.0, 1.0]], [[3.0, 1.0]]]))[:, 0]
-    expected_last = 1.0 if terminate else 1.0 + torch.tensor([0.9, 0.5]) * final_value
-    assert torch.allclose(ro.rewards[2, :, 0], torch.as_tensor(expected_last, dtype=torch.float32), atol=1e-6)
-    assert torch.equal(ro.rewards[[0, 1, 3], :, 0], torch.ones(3, 2))
+    expected = torch.zeros(2) if terminate else torch.tensor([0.9, 0.5]) * final_value
+    assert torch.allclose(ro.bootstrap[2, :, 0], expected, atol=1e-6)
+    assert torch.equal(ro.bootstrap[[0, 1, 3]], torch.zeros(3, 2, 1))
+    assert torch.equal(ro.rewards[:, :, 0], torch.ones(4, 2))  # raw rewards
     assert torch.equal(ro.dones[:, 0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
     # After the autoreset the next observation is the first of a new episode.
     assert torch.equal(ro.raw_obs[3, 0, 0], torch.tensor([0.0, 1.0]))
@@ -101,3 +102,28 @@ def test_evaluation_gives_members_the_same_episodes():
     result = evaluate(pop, env, 4, seed=11, gen=torch.Generator().manual_seed(0), deterministic=True)
     assert result.returns.shape == (3, 4)
     assert (result.returns == result.returns[0]).all()  # same policy, same starts -> same returns
+
+
+def test_reward_scaling_tracks_discounted_returns():
+    from evorl_cli.normalize import RewardScaler
+
+    scaler = RewardScaler(2, torch.device("cpu"), enabled=True)
+    a, b = torch.randn(2, 50) * 3, torch.randn(2, 70) + 5
+    scaler.update(a)
+    scaler.update(b)
+    both = torch.cat([a, b], dim=1)
+    assert torch.allclose(scaler.var, both.var(1, unbiased=False), rtol=1e-5)
+    assert torch.allclose(scaler.scale(), both.var(1, unbiased=False).rsqrt(), rtol=1e-4)
+    assert torch.equal(RewardScaler(2, torch.device("cpu"), enabled=False).scale(), torch.ones(2))
+
+
+def test_collector_records_discounted_returns_for_scaling():
+    config = tiny_config(**{"env.id": "EvorlCount-v0", "env.num_envs": 1, "population.size": 1,
+                            "evolution.tournament_size": 1, "algo.normalize_rewards": True, "algo.gamma": 0.5})
+    env = EnvBatch(config.env, 1)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), torch.Generator().manual_seed(0))
+    collector = RolloutCollector(env, 1, 1, steps=5, device=torch.device("cpu"))
+    collector.reset(seed=0)
+    ro = collector.collect(pop, torch.Generator().manual_seed(0))
+    # reward 1 per step, episodes of 3 steps: 1, 1.5, 1.75, then a new episode 1, 1.5
+    assert torch.allclose(ro.returns_seen[:, 0, 0], torch.tensor([1.0, 1.5, 1.75, 1.0, 1.5]))
