@@ -737,22 +737,13 @@ class PendulumVectorEnv(BatchedClassicControlEnv):
 # ====================================================================== MountainCar-v0
 
 
-class MountainCarVectorEnv(BatchedClassicControlEnv):
-    """Batched `MountainCar-v0` (Gymnasium's `MountainCarEnv`); bit-exact (all float64).
-
-    State rows: position, velocity.
-    """
-
-    env_id = "MountainCar-v0"
-    default_max_episode_steps = 200
-    state_dim = 2
+class _MountainCarTrack(BatchedClassicControlEnv):
+    """What both MountainCar envs share: the track, the goal velocity option, the observation box
+    and the start state (position uniform in [-0.6, -0.4], at rest)."""
 
     min_position = -1.2
     max_position = 0.6
     max_speed = 0.07
-    goal_position = 0.5
-    force = 0.001
-    gravity = 0.0025
 
     def __init__(
         self,
@@ -765,6 +756,33 @@ class MountainCarVectorEnv(BatchedClassicControlEnv):
         """See `BatchedClassicControlEnv`; `goal_velocity` as in Gymnasium."""
         self.goal_velocity = goal_velocity
         super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
+
+    def _observation_box(self) -> spaces.Box:
+        low = np.array([self.min_position, -self.max_speed], dtype=_F32)
+        high = np.array([self.max_position, self.max_speed], dtype=_F32)
+        return spaces.Box(low, high, dtype=_F32)
+
+    def _start(self, rng: np.random.Generator) -> float:
+        return rng.uniform(low=-0.6, high=-0.4)
+
+
+class MountainCarVectorEnv(_MountainCarTrack):
+    """Batched `MountainCar-v0` (Gymnasium's `MountainCarEnv`); bit-exact (all float64).
+
+    State rows: position, velocity.
+    """
+
+    env_id = "MountainCar-v0"
+    default_max_episode_steps = 200
+    state_dim = 2
+
+    goal_position = 0.5
+    force = 0.001
+    gravity = 0.0025
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        goal_velocity = self.goal_velocity
         self._c = {name: _const(value) for name, value in (
             ("force", self.force), ("three", 3), ("minus_gravity", -self.gravity), ("zero", 0),
             ("min_speed", -self.max_speed), ("max_speed", self.max_speed),
@@ -772,12 +790,10 @@ class MountainCarVectorEnv(BatchedClassicControlEnv):
             ("goal_position", self.goal_position), ("goal_velocity", goal_velocity))}
 
     def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
-        low = np.array([self.min_position, -self.max_speed], dtype=_F32)
-        high = np.array([self.max_position, self.max_speed], dtype=_F32)
-        return spaces.Box(low, high, dtype=_F32), spaces.Discrete(3)
+        return self._observation_box(), spaces.Discrete(3)
 
     def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
-        return np.array([rng.uniform(low=-0.6, high=-0.4), 0.0])
+        return np.array([self._start(rng), 0.0])
 
     def _dynamics(self, state, action):
         position, velocity = state
@@ -866,7 +882,7 @@ def _threshold(f32_mask: np.ndarray | bool, value: float) -> float | np.ndarray:
     return _select(f32_mask, float(_F32(value)), value)
 
 
-class ContinuousMountainCarVectorEnv(BatchedClassicControlEnv):
+class ContinuousMountainCarVectorEnv(_MountainCarTrack):
     """Batched `MountainCarContinuous-v0` (Gymnasium's `Continuous_MountainCarEnv`); bit-exact.
 
     Gymnasium stores this env's state as float32 after every step (the state drawn at reset is
@@ -887,32 +903,15 @@ class ContinuousMountainCarVectorEnv(BatchedClassicControlEnv):
 
     min_action = -1.0
     max_action = 1.0
-    min_position = -1.2
-    max_position = 0.6
-    max_speed = 0.07
     goal_position = 0.45
     power = 0.0015
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        render_mode: str | None = None,
-        max_episode_steps: int | None = None,
-        goal_velocity: float = 0,
-        **kwargs: Any,
-    ) -> None:
-        """See `BatchedClassicControlEnv`; `goal_velocity` as in Gymnasium."""
-        self.goal_velocity = goal_velocity
-        super().__init__(num_envs, render_mode, max_episode_steps, **kwargs)
-
     def _build_spaces(self) -> tuple[spaces.Space, spaces.Space]:
-        low = np.array([self.min_position, -self.max_speed], dtype=_F32)
-        high = np.array([self.max_position, self.max_speed], dtype=_F32)
         action_space = spaces.Box(low=self.min_action, high=self.max_action, shape=(1,), dtype=_F32)
-        return spaces.Box(low=low, high=high, dtype=_F32), action_space
+        return self._observation_box(), action_space
 
     def _sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
-        return np.array([rng.uniform(low=-0.6, high=-0.4), 0.0, 1.0])
+        return np.array([self._start(rng), 0.0, 1.0])
 
     def _dynamics(self, state, action):
         position, velocity, first_step = state
