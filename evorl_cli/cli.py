@@ -210,8 +210,11 @@ def preflight(command: str, args: list[str]) -> None:
                     else:
                         from evorl_cli.envs.batch import check_env_id
 
-                        env_cfg = build_train_config(cfg).env
-                        check_env_id(env_cfg.id, env_cfg.backend)
+                        from evorl_cli.train import resolve_device
+
+                        config = build_train_config(cfg)
+                        check_env_id(config.env.id, config.env.backend)
+                        resolve_device(config.device)
                 elif OmegaConf.is_missing(cfg, "ckpt"):
                     raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():

@@ -176,12 +176,18 @@ BAD = [
     ("train", "algo.lr=abc"),
     ("train", "resume={tmp}/missing"),
     ("train", "-m", "algo.lr=0.001,-1"),  # a bad combination stops the sweep before any job runs
+    ("train", "net=lstm", "algo.max_seq_len=7"),
+    ("train", "net=nope"),
     ("eval",),
     ("eval", "ckpt={tmp}/missing"),
     ("render", "ckpt={tmp}/notes.txt"),
     ("inspect", "ckpt={tmp}/notes.txt"),
     ("frobnicate", "env=cartpole"),
 ]
+
+
+if not __import__("torch").cuda.is_available():
+    BAD.append(("train", "device=cuda"))
 
 
 @pytest.mark.parametrize("args", BAD, ids=[" ".join(a).replace("{tmp}/", "") for a in BAD])
