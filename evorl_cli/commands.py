@@ -46,7 +46,7 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
                   f"generation {state.get('generation', meta.get('generation'))} · "
                   f"{state.get('env_steps', meta.get('env_steps', 0)):,} env steps · "
                   f"{state.get('wall_time', 0.0):.1f} s · best fitness "
-                  f"{state.get('best_fitness', meta.get('fitness'))}")
+                  f"{state.get('best_fitness', meta.get('fitness')):.2f}")
     table = Table(show_edge=False)
     tuned = sorted(config.hp_config) or list(meta["members"][0]["hyperparameters"])
     for col in ("member", "fitness (latest last)", "architecture", *tuned):
