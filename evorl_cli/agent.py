@@ -11,7 +11,7 @@ import torch
 
 from evorl_cli import checkpoint as ckpt
 from evorl_cli.config import TrainConfig
-from evorl_cli.envs.batch import observation_encoder
+from evorl_cli.envs.batch import EnvBatch, observation_encoder
 from evorl_cli.errors import EvorlError
 from evorl_cli.population import Population
 
@@ -55,13 +55,13 @@ class Agent:
     >>> action, state = agent.act(obs)
     """
 
-    def __init__(self, loaded: LoadedMember, observation_space: gym.Space) -> None:
+    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, encoder=None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self._pop = loaded.population
         self._gen = torch.Generator(device=self._pop.device)
         self._gen.manual_seed(0)
-        self._encode = observation_encoder(observation_space, self.config.env.channels_last)
+        self._encode = encoder or observation_encoder(observation_space, self.config.env.channels_last)
         self._single_ndim = len(observation_space.shape)
         mask = self.config.env.mask_indices
         self._mask = None
@@ -100,7 +100,8 @@ class Agent:
 def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Agent:
     """Load a trained member (default: the run's best) from a run directory or checkpoint file."""
     loaded = load_member(path, member, device)
-    env = gym.make(loaded.config.env.id, **dict(loaded.config.env.kwargs))
-    space = env.observation_space
-    env.close()
-    return Agent(loaded, space)
+    env = EnvBatch(loaded.config.env, 1)  # as the run built it: wrappers, backend, kwargs
+    try:
+        return Agent(loaded, env.env.single_observation_space, env.encoder)
+    finally:
+        env.close()

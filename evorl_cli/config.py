@@ -297,6 +297,11 @@ def validate(c: TrainConfig) -> None:
             _require(rng.min >= 1, f"hp_config.update_epochs.min={rng.min}: must be at least 1")
         if key not in ("lr", "batch_size", "update_epochs", "gamma", "gae_lambda"):
             _require(rng.min >= 0, f"hp_config.{key}.min={rng.min}: must not be negative")
+        start = getattr(a, key)
+        upper = min(rng.max, rollout) if key == "batch_size" else rng.max
+        _require(rng.min <= start <= upper,
+                 f"algo.{key}={start} lies outside hp_config.{key} [{rng.min}, {rng.max}]: "
+                 f"start it inside the bounds or widen them")
 
     _require(e.evo_steps >= 1, f"evolution.evo_steps={e.evo_steps}: must be at least 1")
     _require(e.eval_episodes >= 1, f"evolution.eval_episodes={e.eval_episodes}: must be at least 1")

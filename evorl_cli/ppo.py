@@ -141,12 +141,13 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
         offsets = torch.arange(width, device=device).view(1, -1)
         positions = (k * batch_t + offsets).clamp_max(units - 1)
         idx = perm.gather(1, positions)
+        scheduled_t = torch.as_tensor(scheduled, device=device)
         if bool(scheduled.all() and (batch == width).all()) and plan.loss_mask is None:
             # Every member takes a full minibatch of the same size: plain means.
             count = torch.full((size,), float(width * length), device=device)
             mean = lambda x: x.mean(1)  # noqa: E731
         else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
-            valid = ((offsets < batch_t) & torch.as_tensor(scheduled, device=device).view(-1, 1)).float()
+            valid = ((offsets < batch_t) & scheduled_t.view(-1, 1)).float()
             weights = valid.unsqueeze(-1).expand(-1, -1, length)
             if plan.loss_mask is not None:
                 weights = weights * plan.loss_mask[idx]
@@ -165,7 +166,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             if kl_limit is not None:
                 # As SB3: a member whose policy moved too far stops before taking this step.
                 kl_ok &= ~(approx_kl > kl_limit)
-            active = torch.as_tensor(scheduled, device=device) & kl_ok
+            active = scheduled_t & kl_ok
             weight = active.float()
 
         adv = flat(_take(advantages, idx))

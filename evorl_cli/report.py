@@ -55,7 +55,7 @@ class MetricsWriter:
     """Appends one row per member per generation to `metrics.csv` (kept across resumes)."""
 
     FIELDS = ["generation", "member", "parent", "mutation", "env_steps", "wall_time", "fitness",
-              "train_return", "hidden_sizes", "activation", *MUTABLE_HPS]
+              "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
 
     def __init__(self, path: Path, generation: int = 0) -> None:
         """Start (or, resuming at `generation`, continue) the file. Rows of generations at or after
@@ -80,4 +80,5 @@ class MetricsWriter:
                 writer.writerow([rec.generation, p, rec.parents[p], rec.mutations[p], rec.env_steps,
                                  f"{rec.wall_time:.3f}", f"{rec.fitness[p]:.4f}", f"{rec.train_return[p]:.4f}",
                                  "x".join(map(str, pop.arch.hidden_sizes(p))), pop.arch.activation_name(p),
+                                 int(pop.arch.hidden[p]),
                                  *[hp[n] for n in MUTABLE_HPS]])

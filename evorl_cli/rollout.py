@@ -16,7 +16,7 @@ class Rollout:
     """T steps of P members x N envs. `obs` is normalised as the policy saw it."""
 
     obs: torch.Tensor  # [T, P, N, D]
-    raw_obs: torch.Tensor  # [T, P, N, D] (what the normaliser learns from)
+    raw_obs: torch.Tensor  # [T, P, N, D] what the normaliser learns from (written only when it is on)
     actions: torch.Tensor  # [T, P, N] or [T, P, N, n]
     logp: torch.Tensor  # [T, P, N]
     values: torch.Tensor  # [T, P, N]
@@ -121,7 +121,8 @@ class RolloutCollector:
                 buf.states[t] = self.state
             step = pop.act_normalized(obs, gen, state=self.state)
             buf.starts[t] = self.starts
-            buf.raw_obs[t] = raw
+            if pop.obs_norm.enabled:  # otherwise obs is raw already
+                buf.raw_obs[t] = raw
             buf.obs[t] = obs
             buf.actions[t] = step.action
             buf.logp[t] = step.logp

@@ -102,10 +102,17 @@ class Generators:
         return ({"numpy": self.rng.bit_generator.state},
                 {"rng.torch": self.torch.get_state(), "rng.init": self.init.get_state()})
 
-    def load_state(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    def load_state(self, meta: dict, tensors: dict[str, torch.Tensor], seed: int, generation: int) -> bool:
+        """Restore the saved streams; False if the sampling stream had to be reseeded because the run
+        resumes on another kind of device (CPU and CUDA generator states do not convert)."""
         self.rng.bit_generator.state = meta["numpy"]
-        self.torch.set_state(tensors["rng.torch"])
         self.init.set_state(tensors["rng.init"])
+        try:
+            self.torch.set_state(tensors["rng.torch"])
+            return True
+        except RuntimeError:
+            self.torch.manual_seed(derived_seed(seed, 3, generation))
+            return False
 
 
 def _save_run(path: Path, pop: Population, state: RunState, config: TrainConfig, gens: Generators) -> None:
@@ -154,7 +161,9 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     else:
         pop = ckpt.restore_population(resume, config, device)
         state = RunState(**resume.meta["state"])
-        gens.load_state(resume.meta["rng"], resume.tensors)
+        if not gens.load_state(resume.meta["rng"], resume.tensors, config.seed, state.generation):
+            console.print("[yellow]resumed on another device: action sampling restarts from a fresh seeded "
+                          "stream, so this run will not match an uninterrupted one step for step[/]")
 
     collector = RolloutCollector(env, size, num_envs, config.algo.rollout_steps, device)
     mutator = Mutator(config.mutation, config.net, config.hp_config, num_envs * config.algo.rollout_steps,
@@ -179,9 +188,11 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             remaining = math.ceil((config.max_steps - state.env_steps) / steps_per_rollout)
             for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
                 rollout = collector.collect(pop, gens.torch)
-                pop.reward_scale.update(members_first(rollout.returns_seen))
+                if pop.reward_scale.enabled:
+                    pop.reward_scale.update(members_first(rollout.returns_seen))
                 ppo_update(pop, rollout, config.algo, gens.torch)
-                pop.obs_norm.update(members_first(rollout.raw_obs))
+                if pop.obs_norm.enabled:
+                    pop.obs_norm.update(members_first(rollout.raw_obs))
                 state.env_steps += steps_per_rollout
                 elapsed = state.wall_time + time.perf_counter() - started
                 progress.update(task, completed=min(state.env_steps, config.max_steps),

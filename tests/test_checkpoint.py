@@ -535,3 +535,31 @@ def test_resume_after_interrupt_between_metrics_and_checkpoint(tmp_path, monkeyp
     rows = read_rows(run / "metrics.csv")
     keys = [(row["generation"], row["member"]) for row in rows]
     assert len(keys) == len(set(keys)), f"duplicate metrics rows after resume: {keys}"
+
+
+def test_load_builds_observations_as_the_run_did(tmp_path):
+    """A run whose env needs a wrapper (Blackjack's Tuple observation, flattened) loads and acts."""
+    import gymnasium as gym
+
+    config = build_train_config({
+        "env": {"name": "blackjack", "id": "Blackjack-v1", "num_envs": 2, "backend": "gymnasium",
+                "wrappers": [{"_target_": "gymnasium.wrappers.FlattenObservation"}]},
+        "population": {"size": 2}, "algo": {"rollout_steps": 16, "batch_size": 16},
+        "evolution": {"evo_steps": 32, "eval_episodes": 2}, "max_steps": 64, "progress": False})
+    train(config, tmp_path, Console(quiet=True))
+    agent = evorl_cli.load(tmp_path)
+    env = gym.wrappers.FlattenObservation(gym.make("Blackjack-v1"))
+    obs, _ = env.reset(seed=0)
+    action, state = agent.act(obs)
+    assert env.action_space.contains(int(action)) and state is None
+
+
+def test_resume_on_another_device_reseeds_sampling_instead_of_failing():
+    from evorl_cli.train import Generators
+
+    saved = Generators(0, torch.device("cpu"))
+    meta, tensors = saved.state()
+    tensors = dict(tensors, **{"rng.torch": torch.zeros(16, dtype=torch.uint8)})  # a CUDA-sized state
+    fresh = Generators(0, torch.device("cpu"))
+    assert fresh.load_state(meta, tensors, seed=0, generation=3) is False
+    assert fresh.load_state(*saved.state(), seed=0, generation=3) is True

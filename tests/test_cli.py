@@ -26,7 +26,7 @@ TINY = ["env=cartpole", "population.size=2", "env.num_envs=2", "algo.rollout_ste
         "env.backend=gymnasium", "device=cpu"]
 STEPS_PER_GENERATION = 128
 METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "wall_time", "fitness",
-                   "train_return", "hidden_sizes", "activation", *MUTABLE_HPS]
+                   "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
 
 
 def cli_env() -> dict:

@@ -73,3 +73,8 @@ def test_resume_accepts_budget_changes_but_not_a_different_run():
     assert resumed_config(saved, ["max_steps=5000", "resume=x"]).max_steps == 5000
     with pytest.raises(EvorlError, match="cannot change when resuming"):
         resumed_config(saved, ["env.id=Acrobot-v1"])
+
+
+def test_a_start_value_outside_its_mutation_bounds_is_rejected():
+    with pytest.raises(EvorlError, match="outside hp_config.ent_coef"):
+        tiny_config(**{"algo.ent_coef": 0.0, "hp_config.ent_coef": {"min": 0.001, "max": 0.01}})

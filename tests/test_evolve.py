@@ -137,3 +137,15 @@ def test_batched_adam_equals_torch_adam_per_member():
                 opts[p].step()
     for p in range(3):
         assert torch.allclose(params[p], refs[p].detach(), atol=1e-7)
+
+
+def test_a_zero_hyperparameter_is_not_picked_for_a_multiplicative_mutation():
+    pop = varied_population(DISCRETE)
+    pop.hp["ent_coef"][:] = 0.0
+    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=1.0)
+    only_entropy = Mutator(cfg, NetConfig(), {"ent_coef": HPRange(0.0, 0.1)}, 32, np.random.default_rng(0),
+                           torch.Generator().manual_seed(0))
+    assert only_entropy.mutate(pop, protected=set()) == ["none"] * 3
+    both = Mutator(cfg, NetConfig(), {"ent_coef": HPRange(0.0, 0.1), "lr": HPRange(1e-4, 1e-2)}, 32,
+                   np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert all(note.startswith("lr") for note in both.mutate(pop, protected=set()))

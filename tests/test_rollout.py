@@ -56,7 +56,7 @@ def test_time_limit_is_bootstrapped_but_termination_is_not(terminate):
     assert torch.equal(ro.rewards[:, :, 0], torch.ones(4, 2))  # raw rewards
     assert torch.equal(ro.dones[:, 0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
     # After the autoreset the next observation is the first of a new episode.
-    assert torch.equal(ro.raw_obs[3, 0, 0], torch.tensor([0.0, 1.0]))
+    assert torch.equal(ro.obs[3, 0, 0], torch.tensor([0.0, 1.0]))  # normalisation is off: obs is raw
     assert collector.episodes.count.tolist() == [1, 1]
     assert collector.episodes.mean_returns().tolist() == [3.0, 3.0]
 

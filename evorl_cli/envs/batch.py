@@ -119,7 +119,6 @@ class EnvBatch:
                                  f"the observation (size {self.obs_dim})")
             self._obs_mask = np.ones(self.obs_dim, dtype=np.float32)
             self._obs_mask[list(cfg.mask_indices)] = 0.0
-        self._zeros = np.zeros(num_envs, dtype=bool)
 
     @staticmethod
     def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:

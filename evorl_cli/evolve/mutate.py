@@ -134,9 +134,10 @@ class Mutator:
         return f"hidden {old}->{new}"
 
     def rl_hp(self, pop: Population, p: int) -> str:
-        if not self.hp_ranges:
+        # A zero start value never moves under multiplicative factors: pick among the ones that can.
+        names = [n for n in sorted(self.hp_ranges) if pop.hp[n][p] != 0]
+        if not names:
             return "none"
-        names = sorted(self.hp_ranges)
         name = names[self.rng.integers(len(names))]
         bounds = self.hp_ranges[name]
         grow = self.rng.random() < 0.5

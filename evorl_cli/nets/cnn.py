@@ -6,8 +6,6 @@ channel axis, so one `conv2d` call serves the whole population.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -49,12 +47,3 @@ class CNNEncoder:
             self.layout.view(row, f"{self.prefix}.w{layer}")[:] = orthogonal(out, cin * k * k, HIDDEN_GAIN, gen).view(
                 out, cin, k, k)
             self.layout.view(row, f"{self.prefix}.b{layer}").zero_()
-
-
-def conv_out_dim(image: tuple[int, int, int], channels: list[int], kernels: list[int], strides: list[int]) -> int:
-    """Feature size of a conv stack on `image` (for validation before building anything)."""
-    c, h, w = image
-    for out, k, s in zip(channels, kernels, strides):
-        h, w = math.floor((h - k) / s) + 1, math.floor((w - k) / s) + 1
-        c = out
-    return c * h * w if h > 0 and w > 0 else 0
