@@ -81,7 +81,8 @@ class ArchMasks:
     width: int
     unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
-    activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, [P,1,1] bool member mask or None)
+    activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, member indices or None: everyone)
+    activation_order: torch.Tensor | None  # undoes the grouping: position of member p in the grouped batch
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
@@ -98,18 +99,17 @@ class ArchMasks:
             layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
         present = np.unique(arch.activation)
         if len(present) == 1:
-            groups = [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)]
-        else:
-            groups = [
-                (ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(arch.activation == a, device=device).view(-1, 1, 1))
-                for a in present
-            ]
-        return cls(depth, width, unit_mask, layer_on, groups)
+            return cls(depth, width, unit_mask, layer_on, [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)], None)
+        members = [np.flatnonzero(arch.activation == a) for a in present]
+        groups = [(ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(m, device=device))
+                  for a, m in zip(present, members)]
+        order = torch.as_tensor(np.argsort(np.concatenate(members)), device=device)
+        return cls(depth, width, unit_mask, layer_on, groups, order)
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
-        """Apply each member's own activation (one op when the population agrees)."""
-        (fn, _), *rest = self.activation_groups
-        out = fn(z)
-        for fn, members in rest:
-            out = torch.where(members, fn(z), out)
-        return out
+        """Apply each member's own activation (one op when the population agrees). With several,
+        each function runs on its own members only, and the results are put back in member order."""
+        if self.activation_order is None:
+            return self.activation_groups[0][0](z)
+        parts = [fn(z.index_select(0, members)) for fn, members in self.activation_groups]
+        return torch.cat(parts).index_select(0, self.activation_order)
