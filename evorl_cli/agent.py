@@ -11,7 +11,7 @@ import torch
 
 from evorl_cli import checkpoint as ckpt
 from evorl_cli.config import TrainConfig
-from evorl_cli.envs.batch import EnvBatch, observation_encoder
+from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.population import Population
 
@@ -55,19 +55,15 @@ class Agent:
     >>> action, state = agent.act(obs)
     """
 
-    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, encoder=None) -> None:
+    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, prepare) -> None:
+        """`prepare`: raw observations -> network input, as the run's env batch does it (`EnvBatch.prepare`)."""
         self.loaded = loaded
         self.config = loaded.config
         self._pop = loaded.population
         self._gen = torch.Generator(device=self._pop.device)
         self._gen.manual_seed(0)
-        self._encode = encoder or observation_encoder(observation_space, self.config.env.channels_last)
+        self._prepare = prepare
         self._single_ndim = len(observation_space.shape)
-        mask = self.config.env.mask_indices
-        self._mask = None
-        if mask:
-            self._mask = np.ones(self._pop.net.obs_dim, dtype=np.float32)
-            self._mask[list(mask)] = 0.0
 
     @property
     def env_id(self) -> str:
@@ -84,9 +80,7 @@ class Agent:
         start of an episode. Feed-forward members return None as state."""
         array = np.asarray(obs)
         single = array.ndim == self._single_ndim  # one observation rather than a batch
-        batch = self._encode(array)
-        if self._mask is not None:
-            batch = batch * self._mask
+        batch = self._prepare(array)
         if state is None:
             state = self._pop.initial_state(batch.shape[0])
         step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic,
@@ -102,6 +96,6 @@ def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Ag
     loaded = load_member(path, member, device)
     env = EnvBatch(loaded.config.env, 1)  # as the run built it: wrappers, backend, kwargs
     try:
-        return Agent(loaded, env.env.single_observation_space, env.encoder)
+        return Agent(loaded, env.env.single_observation_space, env.prepare)
     finally:
         env.close()

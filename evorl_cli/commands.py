@@ -21,7 +21,8 @@ def run_eval(cfg: DictConfig, console: Console) -> float:
     gen.manual_seed(cfg.seed)
     result = evaluate(loaded.population, env, cfg.episodes, cfg.seed, gen, cfg.deterministic, cfg.max_steps)
     env.close()
-    console.print(f"{loaded.config.env.id} · member {loaded.member} · {loaded.checkpoint.path}")
+    trained = "" if loaded.fitness is None else f" · fitness in training {loaded.fitness:.2f}"
+    console.print(f"{loaded.config.env.id} · member {loaded.member}{trained} · {loaded.checkpoint.path}")
     table = Table()
     table.add_column("episode", justify="right")
     table.add_column("return", justify="right")
@@ -44,7 +45,8 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
     console.print(f"[bold]{checkpoint.path}[/] · format {meta['format_version']} · {meta.get('kind', '?')}")
     console.print(f"env {config.env.id} · population {config.population.size} · seed {config.seed} · "
                   f"generation {state.get('generation', meta.get('generation'))} · "
-                  f"{state.get('env_steps', meta.get('env_steps', 0)):,} env steps · "
+                  f"{state.get('env_steps', meta.get('env_steps', 0)):,} env steps "
+                  f"(+{state.get('eval_steps', 0):,} evaluating) · "
                   f"{state.get('wall_time', 0.0):.1f} s · best fitness "
                   f"{state.get('best_fitness', meta.get('fitness')):.2f}")
     table = Table(show_edge=False)

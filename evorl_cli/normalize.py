@@ -8,6 +8,20 @@ CLIP = 10.0
 EPS = 1e-8
 
 
+def merge_moments(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor,
+                  batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Parallel Welford: fold `batch` [P, B, ...] into per-member running `mean`/`var` [P, ...] and
+    `count` [P]; returns the new (mean, var, count)."""
+    n = batch.shape[1]
+    batch_mean, batch_var = batch.mean(dim=1), batch.var(dim=1, unbiased=False)
+    total = count + n
+    shape = (-1,) + (1,) * (mean.dim() - 1)  # broadcast per-member counts over feature dims
+    delta = batch_mean - mean
+    new_mean = mean + delta * (n / total).view(shape)
+    m2 = var * count.view(shape) + batch_var * n + delta.square() * (count * n / total).view(shape)
+    return new_mean, m2 / total.view(shape), total
+
+
 class ObsNormalizer:
     """Per-member running mean/variance (parallel Welford), updated from training rollouts only.
 
@@ -38,15 +52,7 @@ class ObsNormalizer:
         """Fold a batch `obs` [P, B, D] into each member's statistics."""
         if not self.enabled:
             return
-        n = obs.shape[1]
-        batch_mean = obs.mean(dim=1)
-        batch_var = obs.var(dim=1, unbiased=False)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * (n / total).unsqueeze(1)
-        m2 = self.var * self.count.unsqueeze(1) + batch_var * n + delta.square() * (self.count * n / total).unsqueeze(1)
-        self.var = m2 / total.unsqueeze(1)
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, obs)
         self._refresh()
 
     def gather(self, idx: torch.Tensor) -> None:
@@ -88,13 +94,7 @@ class RewardScaler:
         """Fold discounted returns seen in a rollout, [P, M], into each member's statistics."""
         if not self.enabled:
             return
-        n = returns.shape[1]
-        batch_mean, batch_var = returns.mean(1), returns.var(1, unbiased=False)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta.square() * self.count * n / total) / total
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, returns)
 
     def gather(self, idx: torch.Tensor) -> None:
         self.var, self.mean, self.count = (t.index_select(0, idx) for t in (self.var, self.mean, self.count))

@@ -42,8 +42,10 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
 
 @dataclass
 class UpdateStats:
-    approx_kl: np.ndarray  # per member, mean over its own gradient steps
-    steps: np.ndarray  # gradient steps each member took
+    """Device tensors, so the training loop never waits on them; read them only when needed."""
+
+    approx_kl: torch.Tensor  # [P] mean over the member's own gradient steps
+    steps: torch.Tensor  # [P] gradient steps each member took
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -134,6 +136,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     flat = lambda x: x.reshape(size, -1, *x.shape[3:])  # noqa: E731  [P, B, L, ...] -> [P, B*L, ...]
 
     perm = None
+    full_counts: dict[int, torch.Tensor] = {}  # per minibatch width, made once
     for epoch, k, scheduled in minibatch_schedule(batch, pop.hp["update_epochs"], units):
         if k == 0:
             perm = torch.rand(size, units, generator=gen, device=device).argsort(dim=1)
@@ -144,7 +147,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
         scheduled_t = torch.as_tensor(scheduled, device=device)
         if bool(scheduled.all() and (batch == width).all()) and plan.loss_mask is None:
             # Every member takes a full minibatch of the same size: plain means.
-            count = torch.full((size,), float(width * length), device=device)
+            count = full_counts.setdefault(width, torch.full((size,), float(width * length), device=device))
             mean = lambda x: x.mean(1)  # noqa: E731
         else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
             valid = ((offsets < batch_t) & scheduled_t.view(-1, 1)).float()
@@ -192,4 +195,4 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             n_steps += weight
             kl_total += approx_kl * weight
 
-    return UpdateStats((kl_total / n_steps.clamp_min(1.0)).cpu().numpy(), n_steps.cpu().numpy())
+    return UpdateStats(kl_total / n_steps.clamp_min(1.0), n_steps)

@@ -159,4 +159,4 @@ def test_kl_early_stop_freezes_only_that_member():
     full = 10 * (32 // 8)
     assert (stats.steps < full).all(), "a huge learning rate must trip the KL stop before all steps"
     assert (stats.steps >= 1).all()
-    assert np.isfinite(stats.approx_kl).all() and (stats.approx_kl >= 0).all()
+    assert torch.isfinite(stats.approx_kl).all() and (stats.approx_kl >= 0).all()

@@ -162,14 +162,15 @@ class EnvBatch:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None
 
-    def _obs(self, raw: np.ndarray) -> np.ndarray:
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """Raw observations -> the float32 rows the networks read (encoded, masked)."""
         obs = self.encoder(raw)
         return obs * self._obs_mask if self._obs_mask is not None else obs
 
     def reset(self, seed: int | list[int]) -> np.ndarray:
         """Reset every sub-env; an int seeds sub-env i with `seed + i`, a list seeds each one."""
         raw, _ = self.env.reset(seed=seed)
-        return self._obs(raw)
+        return self.prepare(raw)
 
     def step(self, actions: np.ndarray) -> Transition:
         if not self.action.discrete:
@@ -181,8 +182,8 @@ class EnvBatch:
             final_raw = info["final_obs"]
             if final_raw.dtype == object:  # Gymnasium's vector envs keep per-env objects
                 final_raw = np.stack([final_raw[i] if done[i] else raw[i] for i in range(self.num_envs)])
-            final = self._obs(final_raw)
-        return Transition(self._obs(raw), reward.astype(np.float32, copy=False),
+            final = self.prepare(final_raw)
+        return Transition(self.prepare(raw), reward.astype(np.float32, copy=False),
                           np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
 
     def render(self) -> np.ndarray:

@@ -123,7 +123,9 @@ class PolicyNet:
     def _branch_states(self, state: torch.Tensor | None):
         return {n: (None if state is None else state[..., s]) for n, s in self._state_slices.items()}
 
-    def _heads(self, p, h_pi: torch.Tensor, h_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _heads(self, p, outs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy head on the actor's (or shared) features, value head on the critic's."""
+        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
         head = torch.baddbmm(p["pi.b"].unsqueeze(1), h_pi, p["pi.w"])
         value = torch.baddbmm(p["v.b"].unsqueeze(1), h_v, p["v.w"]).squeeze(-1)
         return head, value
@@ -138,8 +140,7 @@ class PolicyNet:
             outs[name], s = branch.step(p, obs, states[name], masks)
             if s is not None:
                 new_states.append(s)
-        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
-        head, value = self._heads(p, h_pi, h_v)
+        head, value = self._heads(p, outs)
         return head, value, (torch.cat(new_states, dim=-1) if new_states else None)
 
     def forward_sequence(self, p, obs: torch.Tensor, masks: ArchMasks, state: torch.Tensor | None = None,
@@ -149,8 +150,7 @@ class PolicyNet:
         states = self._branch_states(state)
         outs = {name: branch.sequence(p, obs, states[name], starts, masks).view(size, batch * length, -1)
                 for name, branch in self.branches.items()}
-        h_pi, h_v = (outs["shared"],) * 2 if "shared" in outs else (outs["actor"], outs["critic"])
-        head, value = self._heads(p, h_pi, h_v)
+        head, value = self._heads(p, outs)
         return head.view(size, batch, length, -1), value.view(size, batch, length)
 
     def actor_slices(self) -> list[tuple[int, int]]:
