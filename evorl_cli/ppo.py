@@ -27,16 +27,16 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     so nothing is bootstrapped across an episode boundary. Returns (advantages, returns).
     """
     gamma = gamma.view(-1, 1)
-    gamma_lam = gamma * lam.view(-1, 1)
+    carry = 1.0 - dones
+    next_values = torch.cat([values[1:], last_value.unsqueeze(0)])
+    # Everything but the backward recursion is computed for all steps at once; the loop is then
+    # one fused op per step: A_t = delta_t + gamma * lambda * carry_t * A_{t+1}.
+    deltas = torch.addcmul(rewards - values, gamma * next_values, carry)
+    decay = carry * (gamma * lam.view(-1, 1))
     advantages = torch.empty_like(rewards)
     running = torch.zeros_like(last_value)
-    next_value = last_value
     for t in range(rewards.shape[0] - 1, -1, -1):
-        carry = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * carry - values[t]
-        running = delta + gamma_lam * carry * running
-        advantages[t] = running
-        next_value = values[t]
+        running = torch.addcmul(deltas[t], decay[t], running, out=advantages[t])
     return advantages, advantages + values
 
 

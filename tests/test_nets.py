@@ -104,3 +104,35 @@ def test_per_member_activation_matches_each_function():
     assert torch.equal(out[1], torch.tanh(z[1]))
     assert torch.equal(out[2], torch.nn.functional.elu(z[2]))
     assert np.array_equal(pop.arch.n_layers, [1, 1, 1])
+
+
+def test_fast_tanh_matches_torch_tanh_in_value_and_gradient():
+    from evorl_cli.nets.functional import tanh
+
+    x = (torch.randn(4, 256, 64) * 3).requires_grad_()  # large enough for the sigmoid form
+    ref = x.detach().clone().requires_grad_()
+    y, y_ref = tanh(x), torch.tanh(ref)
+    assert (y - y_ref).abs().max() < 3e-7
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_ref.backward(grad)
+    # the derivative 1 - y^2 inherits y's error of a few float32 ulps
+    assert ((x.grad - ref.grad).abs() <= 1e-6 * grad.abs()).all()
+    with torch.no_grad():
+        assert (tanh(x) - y_ref).abs().max() < 3e-7
+
+
+@pytest.mark.parametrize("starts", [False, True], ids=["no-resets", "resets"])
+def test_hand_written_lstm_bptt_passes_gradcheck(starts):
+    from evorl_cli.nets.lstm_bptt import lstm_sequence
+
+    g = torch.Generator().manual_seed(0)
+    size, length, batch, hidden = 2, 5, 3, 4
+    args = [torch.randn(size, length, batch, 4 * hidden, generator=g, dtype=torch.float64),
+            torch.randn(size, hidden, 4 * hidden, generator=g, dtype=torch.float64) * 0.5,
+            torch.randn(size, batch, hidden, generator=g, dtype=torch.float64),
+            torch.randn(size, batch, hidden, generator=g, dtype=torch.float64)]
+    args = [a.requires_grad_() for a in args]
+    keep = (torch.rand(size, length, batch, 1, generator=g) > 0.3).double() if starts else None
+    # every output (all h, last h, last c) gets a gradient, as in training
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), args)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from evorl_cli.nets.functional import tanh
 from evorl_cli.nets.layout import ParamLayout
+from evorl_cli.nets.lstm_bptt import lstm_sequence
 from evorl_cli.nets.mlp import orthogonal
 
 GATES = {"lstm": 4, "gru": 3}
@@ -49,46 +51,53 @@ class RNNCore:
         """`x` [P, B, L, in] from `state` [P, B, S], zeroing the state where `starts` [P, B, L] is 1.
 
         Layer by layer (as cuDNN does): each layer's input projections for all L steps are one
-        matmul, so only the recurrent matmul and the gate arithmetic run per step.
+        matmul, so only the recurrent matmul and the gate arithmetic run per step. Inside, the
+        steps are time-major ([P, L, B, ...]) so that each step is one contiguous block.
         Returns (top layer h for every step [P, B, L, H], state after the last step)."""
         size, batch, length = x.shape[:3]
         hidden, gates = self.hidden, self.gates
         lstm = self.kind == "lstm"
         per_layer = hidden * (2 if lstm else 1)
-        keep = None if starts is None else (1.0 - starts).unsqueeze(-1)  # [P, B, L, 1]
+        x = x.transpose(1, 2)
+        keep = None if starts is None else (1.0 - starts).transpose(1, 2).unsqueeze(-1)  # [P, L, B, 1]
         final = []
         for layer in range(self.layers):
             s = state[..., layer * per_layer:(layer + 1) * per_layer]
-            h, c = s[..., :hidden], (s[..., hidden:] if lstm else None)
-            w_ih = p[f"{self.prefix}.w_ih{layer}"]
+            h = s[..., :hidden]
+            w_ih = p[f"{self.prefix}.w_ih{layer}"].view(size, -1, gates * hidden)
             w_hh = p[f"{self.prefix}.w_hh{layer}"].view(size, hidden, gates * hidden)
             b_ih = p[f"{self.prefix}.b_ih{layer}"].view(size, 1, gates * hidden)
             b_hh = p[f"{self.prefix}.b_hh{layer}"].view(size, 1, gates * hidden)
-            gi_all = torch.baddbmm(b_ih, x.reshape(size, batch * length, -1), w_ih.view(size, -1, gates * hidden))
-            # unbind, not indexing: each index's backward would write a full-size zero tensor.
-            gi_steps = gi_all.view(size, batch, length, gates, hidden).unbind(2)
-            keeps = None if keep is None else keep.unbind(2)
-            outs = []
-            for t in range(length):
-                if keeps is not None:
-                    h = h * keeps[t]
-                    c = c * keeps[t] if lstm else None
-                gh = torch.baddbmm(b_hh, h, w_hh).view(size, batch, gates, hidden)
-                if lstm:  # gate order i, f, g, o (as torch.nn.LSTM)
-                    pre = gi_steps[t] + gh
-                    i, f, _, o = torch.sigmoid(pre).unbind(2)  # g's sigmoid is wasted; one op beats three
-                    c = f * c + i * torch.tanh(pre.unbind(2)[2])
-                    h = o * torch.tanh(c)
-                else:  # GRU, gate order r, z, n (as torch.nn.GRU)
-                    gi_r, gi_z, gi_n = gi_steps[t].unbind(2)
-                    gh_r, gh_z, gh_n = gh.unbind(2)
-                    r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
-                    n = torch.tanh(gi_n + r * gh_n)
-                    h = n + z * (h - n)
-                outs.append(h)
-            x = torch.stack(outs, dim=2)
-            final += [h, c] if lstm else [h]
-        return x, torch.cat(final, dim=-1)
+            # An LSTM adds both biases to every step's gates: fold them into the input projection.
+            bias = b_ih + b_hh if lstm else b_ih
+            gi = torch.baddbmm(bias, x.reshape(size, length * batch, -1), w_ih).view(size, length, batch, -1)
+            if lstm:  # gate order i, f, g, o (as torch.nn.LSTM), back-propagated by hand
+                x, h, c = lstm_sequence(gi, w_hh, h, s[..., hidden:], keep)
+                final += [h, c]
+            else:
+                x, h = self._gru_sequence(gi, w_hh, b_hh, h, keep)
+                final.append(h)
+        return x.transpose(1, 2), torch.cat(final, dim=-1)
+
+    def _gru_sequence(self, gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h: torch.Tensor,
+                      keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU layer over time-major `gi` [P, L, B, 3H] (gate order r, z, n, as torch.nn.GRU)."""
+        size, length, batch = gi.shape[:3]
+        # unbind, not indexing: each index's backward would write a full-size zero tensor.
+        gi_steps = gi.view(size, length, batch, 3, self.hidden).unbind(1)
+        keeps = None if keep is None else keep.unbind(1)
+        outs = []
+        for t in range(length):
+            if keeps is not None:
+                h = h * keeps[t]
+            gh = torch.baddbmm(b_hh, h, w_hh).view(size, batch, 3, self.hidden)
+            gi_r, gi_z, gi_n = gi_steps[t].unbind(2)
+            gh_r, gh_z, gh_n = gh.unbind(2)
+            r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
+            n = tanh(gi_n + r * gh_n)
+            h = n + z * (h - n)
+            outs.append(h)
+        return torch.stack(outs, dim=1), h
 
     # --- per-member surgery --------------------------------------------------------------------
 
