@@ -41,11 +41,12 @@ class ObsNormalizer:
         self._shift = self.mean.unsqueeze(1)
         self._scale = torch.rsqrt(self.var + EPS).unsqueeze(1)
 
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        """`obs` [P, B, D] scaled by each member's statistics (identity when disabled)."""
+    def __call__(self, obs: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """`obs` [P, B, D] scaled by each member's statistics (identity when disabled), written
+        into `out` when given."""
         if not self.enabled:
-            return obs
-        return ((obs - self._shift) * self._scale).clamp_(-CLIP, CLIP)
+            return obs if out is None else out.copy_(obs)
+        return torch.mul(obs - self._shift, self._scale, out=out).clamp_(-CLIP, CLIP)
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:

@@ -37,7 +37,7 @@ class Population:
         self.obs_norm = obs_norm
         self.reward_scale = reward_scale or RewardScaler(params.shape[0], params.device, False)
         self._set_params(params)
-        self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth)
+        self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth, net.towers)
 
     def _set_params(self, params: torch.Tensor) -> None:
         """Install a new flat parameter tensor and the named views the forward pass reads.
@@ -50,6 +50,18 @@ class Population:
         self.params = params.detach()
         self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
         self._leaves = list(self.views.values())
+        self._towers_cache: tuple[int, dict[str, torch.Tensor]] | None = None
+
+    def _towers(self) -> dict[str, torch.Tensor] | None:
+        """Stacked tower parameters for passes without autograd (rollouts, evaluation), made once per
+        parameter change: every optimiser step or mutation writes `params` in place, which bumps its
+        version counter. With autograd on, the forward pass stacks them itself (None)."""
+        if torch.is_grad_enabled():
+            return None
+        version = self.params._version
+        if self._towers_cache is None or self._towers_cache[0] != version:
+            self._towers_cache = (version, self.net.tower_params(self.views))
+        return self._towers_cache[1]
 
     def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
         """d loss / d params as one [P, N] tensor, in the layout's order."""
@@ -90,7 +102,7 @@ class Population:
 
     def forward_normalized(self, obs: torch.Tensor, state: torch.Tensor | None = None):
         """Normalised observations [P, B, D] (and recurrent state) -> (head output, value, new state)."""
-        return self.net.forward(self.views, obs, self.masks, state)
+        return self.net.forward(self.views, obs, self.masks, state, self._towers())
 
     def forward_sequence(self, obs: torch.Tensor, state: torch.Tensor | None,
                          starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +152,7 @@ class Population:
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""
         self.set_capacity(self.needed_capacity())
-        self.masks = self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth)
+        self.masks = self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers)
 
     def set_capacity(self, cap: Capacity) -> None:
         """Re-lay parameters and Adam moments out for `cap`, keeping every value.
@@ -165,7 +177,7 @@ class Population:
         self.net = new_net
         self._set_params(moved[0])
         self.adam.exp_avg, self.adam.exp_avg_sq = moved[1], moved[2]
-        self.masks = self.arch.compile(self.device, cap.width, cap.depth)
+        self.masks = self.arch.compile(self.device, cap.width, cap.depth, self.net.towers)
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:
         return {k: (int(v[p]) if k in INTEGER_HPS else float(v[p])) for k, v in self.hp.items()}

@@ -65,7 +65,12 @@ class EpisodeTracker:
 
 
 class RolloutCollector:
-    """Steps the env with the population's policy; owns the current observation between rollouts."""
+    """Steps the env with the population's policy; owns the current observation between rollouts.
+
+    What the env returns (raw observations, rewards, episode ends) is written into host NumPy
+    arrays and handed over as tensors once per rollout: a NumPy row write costs a fraction of a
+    tensor op, and a GPU then gets one copy per rollout rather than several per step. What the
+    policy produces stays in device tensors."""
 
     def __init__(self, env: EnvBatch, size: int, num_envs: int, steps: int, device: torch.device) -> None:
         self.env, self.size, self.num_envs, self.steps = env, size, num_envs, steps
@@ -73,6 +78,9 @@ class RolloutCollector:
         shape = (steps, size, num_envs)
         act_shape = shape if env.action.discrete else (*shape, env.action.n)
         act_dtype = torch.long if env.action.discrete else torch.float32
+        flat = (steps, size * num_envs)
+        self.host = {name: np.zeros(flat, dtype=np.float32) for name in ("rewards", "dones", "starts")}
+        self.host["raw_obs"] = np.zeros((*flat, env.obs_dim), dtype=np.float32)
         self.buffer = Rollout(
             obs=torch.zeros(*shape, env.obs_dim, device=device),
             raw_obs=torch.zeros(*shape, env.obs_dim, device=device),
@@ -89,7 +97,7 @@ class RolloutCollector:
         )
         self.episodes = EpisodeTracker(size, num_envs)
         self.obs: np.ndarray | None = None
-        self.starts = torch.ones(size, num_envs, device=device)
+        self.starts = np.ones(size * num_envs, dtype=bool)
         self.state: torch.Tensor | None = None
 
     def reset(self, seed: int) -> None:
@@ -97,16 +105,21 @@ class RolloutCollector:
         boundary holds no half-finished episode and a resumed run continues exactly)."""
         self.obs = self.env.reset(seed)
         self.episodes.reset_running()
-        self.starts = torch.ones(self.size, self.num_envs, device=self.device)
+        self.starts = np.ones(self.size * self.num_envs, dtype=bool)
         self.state = None
         self.discounted = torch.zeros(self.size, self.num_envs, device=self.device)
 
     def _to_members(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device).view(self.size, self.num_envs, *array.shape[1:])
 
+    def _host_to_device(self, name: str) -> torch.Tensor:
+        """Host array [T, P*N, ...] as a device tensor [T, P, N, ...] (no copy on CPU)."""
+        array = self.host[name]
+        return torch.as_tensor(array, device=self.device).view(self.steps, self.size, self.num_envs, *array.shape[2:])
+
     @torch.no_grad()
     def collect(self, pop: Population, gen: torch.Generator) -> Rollout:
-        buf = self.buffer
+        buf, host = self.buffer, self.host
         gamma = pop.hp_tensor("gamma").view(-1, 1)
         if pop.net.recurrent:
             shape = (self.steps, self.size, self.num_envs, pop.net.state_size)
@@ -114,42 +127,48 @@ class RolloutCollector:
                 buf.states = torch.zeros(shape, device=self.device)
             if self.state is None or self.state.shape[-1] != pop.net.state_size:
                 self.state = pop.initial_state(self.num_envs)
+        buf.bootstrap.zero_()
+        normalize = pop.obs_norm.enabled
         for t in range(self.steps):
-            raw = self._to_members(self.obs)
-            obs = pop.obs_norm(raw)
+            if normalize:
+                host["raw_obs"][t] = self.obs
+            obs = pop.obs_norm(self._to_members(self.obs), out=buf.obs[t])
             if self.state is not None:
                 buf.states[t] = self.state
             step = pop.act_normalized(obs, gen, state=self.state)
-            buf.starts[t] = self.starts
-            if pop.obs_norm.enabled:  # otherwise obs is raw already
-                buf.raw_obs[t] = raw
-            buf.obs[t] = obs
+            host["starts"][t] = self.starts
             buf.actions[t] = step.action
             buf.logp[t] = step.logp
             buf.values[t] = step.value
             actions = step.action.cpu().numpy().reshape(self.size * self.num_envs, *step.action.shape[2:])
             tr = self.env.step(actions)
             done = tr.terminated | tr.truncated
-            reward = self._to_members(tr.reward)
-            buf.rewards[t] = reward
+            host["rewards"][t] = tr.reward
+            host["dones"][t] = done
             cut = tr.truncated & ~tr.terminated
             if tr.final_obs is not None and cut.any():
                 # A time limit is not a failure: the value of the state the episode was cut at joins
                 # the reward, since the episode boundary stops bootstrapping through `dones`.
                 final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)), step.state)
                 buf.bootstrap[t] = gamma * final_value * self._to_members(cut.astype(np.float32))
-            else:
-                buf.bootstrap[t] = 0.0
-            ended = self._to_members(done.astype(np.float32))
-            if pop.reward_scale.enabled:
-                self.discounted = self.discounted * gamma + reward
-                buf.returns_seen[t] = self.discounted
-                self.discounted = self.discounted * (1.0 - ended)
-            buf.dones[t] = ended
-            self.starts = ended
+            self.starts = done
             if step.state is not None:  # a new episode starts from a zero state
-                self.state = step.state * (1.0 - ended).unsqueeze(-1)
+                self.state = step.state * self._to_members(~done).unsqueeze(-1)
             self.episodes.add(tr.reward, done)
             self.obs = tr.obs
         buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs)), self.state))
+        buf.rewards, buf.dones, buf.starts = (self._host_to_device(n) for n in ("rewards", "dones", "starts"))
+        if normalize:
+            buf.raw_obs = self._host_to_device("raw_obs")
+        if pop.reward_scale.enabled:
+            self._returns_seen(buf, gamma)
         return buf
+
+    def _returns_seen(self, buf: Rollout, gamma: torch.Tensor) -> None:
+        """Running discounted raw returns at every step (what reward scaling learns from), carried
+        over rollout boundaries and restarted with each episode."""
+        discounted = self.discounted
+        for t in range(self.steps):
+            discounted = torch.addcmul(buf.rewards[t], discounted, gamma, out=buf.returns_seen[t])
+            discounted = discounted * (1.0 - buf.dones[t])
+        self.discounted = discounted

@@ -98,11 +98,13 @@ def test_layout_views_share_storage():
 
 def test_per_member_activation_matches_each_function():
     pop = varied_population(DISCRETE, widths=([8], [8], [8]), activations=("relu", "tanh", "elu"))
-    z = torch.randn(3, 4, 8)
+    assert pop.net.towers == 2  # the masks serve actor rows, then critic rows
+    z = torch.randn(6, 4, 8)
     out = pop.masks.activate(z)
-    assert torch.equal(out[0], torch.relu(z[0]))
-    assert torch.equal(out[1], torch.tanh(z[1]))
-    assert torch.equal(out[2], torch.nn.functional.elu(z[2]))
+    for tower in (0, 3):
+        assert torch.equal(out[tower], torch.relu(z[tower]))
+        assert torch.equal(out[tower + 1], torch.tanh(z[tower + 1]))
+        assert torch.equal(out[tower + 2], torch.nn.functional.elu(z[tower + 2]))
     assert np.array_equal(pop.arch.n_layers, [1, 1, 1])
 
 

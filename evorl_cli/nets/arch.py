@@ -65,9 +65,11 @@ class Architecture:
         core = f"rnn{int(self.hidden[p])}+" if self.hidden[p] else ""
         return core + "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
 
-    def compile(self, device: torch.device, width: int, depth: int) -> "ArchMasks":
-        """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member)."""
-        return ArchMasks.build(self, device, width, depth)
+    def compile(self, device: torch.device, width: int, depth: int, towers: int = 1) -> "ArchMasks":
+        """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member),
+        for `towers` copies of the population stacked on the member axis (actor and critic)."""
+        arch = self if towers == 1 else self.gather(np.tile(np.arange(self.size), towers))
+        return ArchMasks.build(arch, device, width, depth)
 
 
 @dataclass
