@@ -83,16 +83,16 @@ class RolloutCollector:
         self.host["raw_obs"] = np.zeros((*flat, env.obs_dim), dtype=np.float32)
         self.buffer = Rollout(
             obs=torch.zeros(*shape, env.obs_dim, device=device),
-            raw_obs=torch.zeros(*shape, env.obs_dim, device=device),
+            raw_obs=self._host_to_device("raw_obs"),
             actions=torch.zeros(act_shape, dtype=act_dtype, device=device),
             logp=torch.zeros(shape, device=device),
             values=torch.zeros(shape, device=device),
-            rewards=torch.zeros(shape, device=device),
+            rewards=self._host_to_device("rewards"),
             bootstrap=torch.zeros(shape, device=device),
             returns_seen=torch.zeros(shape, device=device),
-            dones=torch.zeros(shape, device=device),
+            dones=self._host_to_device("dones"),
             last_value=torch.zeros(size, num_envs, device=device),
-            starts=torch.zeros(shape, device=device),
+            starts=self._host_to_device("starts"),
             states=None,
         )
         self.episodes = EpisodeTracker(size, num_envs)
@@ -157,9 +157,10 @@ class RolloutCollector:
             self.episodes.add(tr.reward, done)
             self.obs = tr.obs
         buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs)), self.state))
-        buf.rewards, buf.dones, buf.starts = (self._host_to_device(n) for n in ("rewards", "dones", "starts"))
-        if normalize:
-            buf.raw_obs = self._host_to_device("raw_obs")
+        if self.device.type != "cpu":  # on CPU the buffers are views of the host arrays already
+            buf.rewards, buf.dones, buf.starts = (self._host_to_device(n) for n in ("rewards", "dones", "starts"))
+            if normalize:
+                buf.raw_obs = self._host_to_device("raw_obs")
         if pop.reward_scale.enabled:
             self._returns_seen(buf, gamma)
         return buf
