@@ -118,6 +118,13 @@ def load(path: str | Path, prefer: str = "best") -> Checkpoint:
     return Checkpoint(file, meta, tensors)
 
 
+def member_architecture(members: list[dict]) -> Architecture:
+    """The members' architecture as a checkpoint's metadata records it."""
+    return Architecture(np.array([m["widths"] for m in members], dtype=np.int64),
+                        np.array([m["activation_index"] for m in members], dtype=np.int64),
+                        np.array([m.get("recurrent_hidden", 0) for m in members], dtype=np.int64))
+
+
 def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.device) -> Population:
     """Rebuild the population a checkpoint holds, on `device`."""
     meta = ckpt.meta
@@ -129,9 +136,7 @@ def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.devi
     net = PolicyNet(meta["obs_dim"], action, config.net, Capacity(**meta["capacity"]),
                     None if image is None else tuple(image))
     members = meta["members"]
-    arch = Architecture(np.array([m["widths"] for m in members], dtype=np.int64),
-                        np.array([m["activation_index"] for m in members], dtype=np.int64),
-                        np.array([m.get("recurrent_hidden", 0) for m in members], dtype=np.int64))
+    arch = member_architecture(members)
     hp = {name: np.array([m["hyperparameters"][name] for m in members],
                          dtype=np.int64 if isinstance(members[0]["hyperparameters"][name], int) else np.float64)
           for name in members[0]["hyperparameters"]}

@@ -53,10 +53,10 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
     tuned = sorted(config.hp_config) or list(meta["members"][0]["hyperparameters"])
     for col in ("member", "fitness (latest last)", "architecture", *tuned):
         table.add_column(col)
+    arch = ckpt.member_architecture(meta["members"])
     for p, member in enumerate(meta["members"]):
         history = member.get("fitness_history") or []
         shown = ", ".join(f"{f:.1f}" for f in history[-6:])
-        arch = "x".join(map(str, member["hidden_sizes"])) + " " + member["activation"]
-        table.add_row(str(p), ("… " if len(history) > 6 else "") + shown, arch,
+        table.add_row(str(p), ("… " if len(history) > 6 else "") + shown, arch.describe(p),
                       *[f"{member['hyperparameters'][k]:.3g}" for k in tuned])
     console.print(table)
