@@ -37,7 +37,7 @@ class Population:
         self.obs_norm = obs_norm
         self.reward_scale = reward_scale or RewardScaler(params.shape[0], params.device, False)
         self._set_params(params)
-        self.masks: ArchMasks = arch.compile(params.device, net.cap.width, net.cap.depth, net.towers)
+        self.masks: ArchMasks = self._compile_masks()
 
     def _set_params(self, params: torch.Tensor) -> None:
         """Install a new flat parameter tensor and the named views the forward pass reads.
@@ -149,10 +149,14 @@ class Population:
     def needed_capacity(self) -> Capacity:
         return Capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()), int(self.arch.hidden.max()))
 
+    def _compile_masks(self) -> ArchMasks:
+        """Masks of the current architecture for the current layout, for every tower's members."""
+        return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers)
+
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""
         self.set_capacity(self.needed_capacity())
-        self.masks = self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers)
+        self.masks = self._compile_masks()
 
     def set_capacity(self, cap: Capacity) -> None:
         """Re-lay parameters and Adam moments out for `cap`, keeping every value.
@@ -177,7 +181,7 @@ class Population:
         self.net = new_net
         self._set_params(moved[0])
         self.adam.exp_avg, self.adam.exp_avg_sq = moved[1], moved[2]
-        self.masks = self.arch.compile(self.device, cap.width, cap.depth, self.net.towers)
+        self.masks = self._compile_masks()
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:
         return {k: (int(v[p]) if k in INTEGER_HPS else float(v[p])) for k, v in self.hp.items()}

@@ -138,3 +138,17 @@ def test_hand_written_lstm_bptt_passes_gradcheck(starts):
     keep = (torch.rand(size, length, batch, 1, generator=g) > 0.3).double() if starts else None
     # every output (all h, last h, last c) gets a gradient, as in training
     assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), args)
+
+
+def test_stacked_towers_follow_in_place_parameter_changes():
+    """Rollouts reuse the stacked actor/critic parameters until the parameters change; an in-place
+    write (optimiser step, mutation) must be seen by the next step, as a fresh stack sees it."""
+    pop = varied_population(DISCRETE)
+    obs = torch.randn(pop.size, 5, pop.net.obs_dim)
+    with torch.no_grad():
+        before = pop.forward_normalized(obs)[0]
+        pop.params.add_(0.1 * torch.randn_like(pop.params))
+        after = pop.forward_normalized(obs)[0]
+        fresh = pop.net.forward(pop.views, obs, pop.masks, None, pop.net.tower_params(pop.views))[0]
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, fresh)
