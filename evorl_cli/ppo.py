@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from evorl_cli.config import PPOConfig
-from evorl_cli.nets.distributions import log_prob_entropy
 from evorl_cli.population import Population
+from evorl_cli.ppo_loss import Coefficients, Minibatch, ppo_objective
 from evorl_cli.rollout import Rollout
 
 
@@ -125,8 +125,9 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
 
     # batch_size counts env steps; a recurrent minibatch holds that many steps in whole sequences.
     batch = np.maximum(1, pop.hp["batch_size"] // length)
-    lr, clip = pop.hp_tensor("lr"), pop.hp_tensor("clip_coef").view(-1, 1)
-    ent_coef, vf_coef = pop.hp_tensor("ent_coef"), pop.hp_tensor("vf_coef")
+    lr = pop.hp_tensor("lr")
+    coef = Coefficients(pop.hp_tensor("clip_coef").view(-1, 1), pop.hp_tensor("ent_coef"), pop.hp_tensor("vf_coef"),
+                        cfg.clip_vloss)
     max_norm = pop.hp_tensor("max_grad_norm")
     kl_limit = None if cfg.target_kl is None else 1.5 * cfg.target_kl
     kl_ok = torch.ones(size, dtype=torch.bool, device=device)
@@ -148,6 +149,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
         if bool(scheduled.all() and (batch == width).all()) and plan.loss_mask is None:
             # Every member takes a full minibatch of the same size: plain means.
             count = full_counts.setdefault(width, torch.full((size,), float(width * length), device=device))
+            sample_weight = None
             mean = lambda x: x.mean(1)  # noqa: E731
         else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
             valid = ((offsets < batch_t) & scheduled_t.view(-1, 1)).float()
@@ -156,36 +158,25 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
                 weights = weights * plan.loss_mask[idx]
             weights = weights.reshape(size, -1)
             count = weights.sum(1).clamp_min(1.0)
-            mean = lambda x: (x * weights).sum(1) / count  # noqa: E731  per-member mean over its own samples
+            sample_weight = weights / count.view(-1, 1)  # per-member mean over its own samples
+            mean = lambda x: (x * sample_weight).sum(1)  # noqa: E731
 
         head, value = pop.forward_sequence(_take(obs, idx), None if states is None else _take(states, idx),
                                            None if starts is None else _take(starts, idx))
-        head, value = flat(head), flat(value)
-        logp, entropy = log_prob_entropy(head, pop.log_std(), flat(_take(actions, idx)))
-        logratio = logp - flat(_take(old_logp, idx))
-        ratio = logratio.exp()
-        with torch.no_grad():
-            approx_kl = mean((ratio - 1) - logratio)
-            if kl_limit is not None:
-                # As SB3: a member whose policy moved too far stops before taking this step.
-                kl_ok &= ~(approx_kl > kl_limit)
-            active = scheduled_t & kl_ok
-            weight = active.float()
-
         adv = flat(_take(advantages, idx))
         if cfg.normalize_advantages:
             centred = adv - mean(adv).view(-1, 1)
             adv_std = torch.sqrt(mean(centred.square()) * count / (count - 1).clamp_min(1.0))  # unbiased
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
-        pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip, 1 + clip))
-        ret = flat(_take(returns, idx))
-        v_loss = (value - ret) ** 2
-        if cfg.clip_vloss:
-            old_v = flat(_take(old_values, idx))
-            v_clipped = old_v + torch.clamp(value - old_v, -clip, clip)
-            v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
-        v_loss = 0.5 * v_loss
-        member_loss = mean(pg_loss) - ent_coef * mean(entropy) + vf_coef * mean(v_loss)
+        minibatch = Minibatch(flat(_take(actions, idx)), flat(_take(old_logp, idx)), adv, flat(_take(returns, idx)),
+                              flat(_take(old_values, idx)) if cfg.clip_vloss else None, sample_weight)
+        member_loss, approx_kl = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
+        with torch.no_grad():
+            if kl_limit is not None:
+                # As SB3: a member whose policy moved too far stops before taking this step.
+                kl_ok &= ~(approx_kl > kl_limit)
+            active = scheduled_t & kl_ok
+            weight = active.float()
         grad = pop.flat_grad((member_loss * weight).sum())
 
         with torch.no_grad():
