@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from evorl_cli.envs.batch import EnvBatch
+from evorl_cli.nets.distributions import choose, draw_noise, log_prob
 from evorl_cli.population import Population
 
 
@@ -95,6 +96,9 @@ class RolloutCollector:
             starts=self._host_to_device("starts"),
             states=None,
         )
+        self.heads = torch.zeros(*shape, env.action.n, device=device)  # what each action was drawn from
+        # On CPU the env reads its actions straight from the buffer, through one NumPy view.
+        self._actions_view = self.buffer.actions.numpy().reshape(flat + act_shape[3:]) if device.type == "cpu" else None
         self.episodes = EpisodeTracker(size, num_envs)
         self.obs: np.ndarray | None = None
         self.starts = np.ones(size * num_envs, dtype=bool)
@@ -117,6 +121,13 @@ class RolloutCollector:
         array = self.host[name]
         return torch.as_tensor(array, device=self.device).view(self.steps, self.size, self.num_envs, *array.shape[2:])
 
+    def _env_actions(self, t: int) -> np.ndarray:
+        """Step `t`'s actions as the env takes them, [P*N, ...]."""
+        if self._actions_view is not None:
+            return self._actions_view[t]
+        actions = self.buffer.actions[t]
+        return actions.cpu().numpy().reshape(self.size * self.num_envs, *actions.shape[2:])
+
     @torch.no_grad()
     def collect(self, pop: Population, gen: torch.Generator) -> Rollout:
         buf, host = self.buffer, self.host
@@ -129,19 +140,24 @@ class RolloutCollector:
                 self.state = pop.initial_state(self.num_envs)
         buf.bootstrap.zero_()
         normalize = pop.obs_norm.enabled
+        # All the rollout's sampling noise in one draw; each step then picks its actions in one op,
+        # and the log-probabilities of all of them are one pass after the loop.
+        action = pop.net.action
+        noise = draw_noise((*self.heads.shape[:-1], action.n), action.discrete, gen, self.device)
+        log_std = pop.log_std()
+        std = None if log_std is None else log_std.exp().unsqueeze(1)
         for t in range(self.steps):
             if normalize:
                 host["raw_obs"][t] = self.obs
             obs = pop.obs_norm(self._to_members(self.obs), out=buf.obs[t])
             if self.state is not None:
                 buf.states[t] = self.state
-            step = pop.act_normalized(obs, gen, state=self.state)
+            head, value, state = pop.forward_normalized(obs, self.state)
+            choose(head, noise[t], std, out=buf.actions[t])
+            self.heads[t] = head
+            buf.values[t] = value
             host["starts"][t] = self.starts
-            buf.actions[t] = step.action
-            buf.logp[t] = step.logp
-            buf.values[t] = step.value
-            actions = step.action.cpu().numpy().reshape(self.size * self.num_envs, *step.action.shape[2:])
-            tr = self.env.step(actions)
+            tr = self.env.step(self._env_actions(t))
             done = tr.terminated | tr.truncated
             host["rewards"][t] = tr.reward
             host["dones"][t] = done
@@ -149,13 +165,14 @@ class RolloutCollector:
             if tr.final_obs is not None and cut.any():
                 # A time limit is not a failure: the value of the state the episode was cut at joins
                 # the reward, since the episode boundary stops bootstrapping through `dones`.
-                final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)), step.state)
+                final_value = pop.value_normalized(pop.obs_norm(self._to_members(tr.final_obs)), state)
                 buf.bootstrap[t] = gamma * final_value * self._to_members(cut.astype(np.float32))
             self.starts = done
-            if step.state is not None:  # a new episode starts from a zero state
-                self.state = step.state * self._to_members(~done).unsqueeze(-1)
+            if state is not None:  # a new episode starts from a zero state
+                self.state = state * self._to_members(~done).unsqueeze(-1)
             self.episodes.add(tr.reward, done)
             self.obs = tr.obs
+        buf.logp.copy_(log_prob(self.heads, log_std, buf.actions))
         buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs)), self.state))
         if self.device.type != "cpu":  # on CPU the buffers are views of the host arrays already
             buf.rewards, buf.dones, buf.starts = (self._host_to_device(n) for n in ("rewards", "dones", "starts"))

@@ -10,7 +10,6 @@ import torch
 from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.config import PPOConfig
-from evorl_cli.nets.distributions import log_prob_entropy
 from evorl_cli.ppo import SequencePlan, compute_gae, ppo_update
 from evorl_cli.rollout import Rollout
 
@@ -84,9 +83,12 @@ def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> 
                 head, value = net.forward_sequence(obs[idx], states[idx], starts[idx])
             w = loss_mask[idx]
             wmean = lambda x: (x * w).sum() / w.sum()  # noqa: E731
-            log_std = None if net.log_std is None else net.log_std.unsqueeze(0)
-            logp, entropy = log_prob_entropy(head.reshape(1, -1, head.shape[-1]), log_std,
-                                             actions[idx].reshape(1, -1, *actions.shape[2:]))
+            if net.log_std is None:
+                dist = torch.distributions.Categorical(logits=head)
+                logp, entropy = dist.log_prob(actions[idx]), dist.entropy()
+            else:
+                dist = torch.distributions.Normal(head, net.log_std.exp())
+                logp, entropy = dist.log_prob(actions[idx]).sum(-1), dist.entropy().sum(-1)
             logp, entropy = logp.view_as(w), entropy.view_as(w)
             ratio = (logp - old_logp[idx]).exp()
             adv = adv_all[idx]

@@ -3,6 +3,11 @@
 Discrete: a categorical over logits. Continuous: a diagonal Gaussian with a state-independent,
 per-member log-std. Plain ops (rather than `torch.distributions` objects) keep the per-step
 overhead low and take an explicit generator, so sampling is reproducible.
+
+A sample is `choose(head, noise, std)` with noise drawn up front: a rollout draws the noise of all
+its steps in one call and takes the log-probabilities of all its actions in one pass afterwards, so
+each env step runs only the op or two that pick the action. The head outputs may carry any leading
+axes as long as the member axis comes right before the batch axis ([..., P, B, n]).
 """
 
 from __future__ import annotations
@@ -14,41 +19,39 @@ import torch
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def sample(head: torch.Tensor, log_std: torch.Tensor | None, gen: torch.Generator,
-           deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw actions and their log-probabilities. `head` [P, B, n]; `log_std` [P, n] or None (discrete)."""
+def draw_noise(shape: tuple[int, ...], discrete: bool, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Noise for action choices of `shape` [..., n]: Gumbel noise (discrete: argmax(logits + Gumbel)
+    is an exact categorical sample; -log E with E ~ Exp(1) is Gumbel) or standard normal."""
+    if discrete:
+        return torch.empty(shape, device=device).exponential_(generator=gen).log_().neg_()
+    return torch.randn(shape, generator=gen, device=device)
+
+
+def choose(head: torch.Tensor, noise: torch.Tensor | None, std: torch.Tensor | None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """Actions from head outputs [..., n] and `draw_noise` noise (None: the most likely action).
+    `std` [P, 1, n] for Gaussian policies, None for discrete ones."""
+    if std is None:
+        scores = head if noise is None else head + noise
+        return torch.argmax(scores, dim=-1, out=out)
+    if noise is None:
+        return head if out is None else out.copy_(head)
+    return torch.addcmul(head, noise, std, out=out)
+
+
+def log_prob(head: torch.Tensor, log_std: torch.Tensor | None, action: torch.Tensor) -> torch.Tensor:
+    """Log-probability of `action` under head outputs [..., P, B, n]; `log_std` [P, n] or None."""
     if log_std is None:
-        logp_all = torch.log_softmax(head, dim=-1)
-        if deterministic:
-            action = head.argmax(dim=-1)
-        else:
-            # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical sample, and
-            # -log(E) with E ~ Exp(1) is Gumbel noise: argmax(logits - log E).
-            e = torch.empty_like(head).exponential_(generator=gen)
-            action = (head - e.log_()).argmax(dim=-1)
-        return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-    if deterministic:
-        action = head
-    else:
-        noise = torch.randn(head.shape, generator=gen, device=head.device, dtype=head.dtype)
-        action = head + noise * log_std.exp().unsqueeze(1)
-    return action, gaussian_log_prob(head, log_std, action)
-
-
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(head, dim=-1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
     ls = log_std.unsqueeze(1)
-    z = (action - mean) * torch.exp(-ls)
+    z = (action - head) * torch.exp(-ls)
     return (-0.5 * z * z - ls - _LOG_SQRT_2PI).sum(-1)
 
 
-def log_prob_entropy(head: torch.Tensor, log_std: torch.Tensor | None,
-                     action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of stored actions and the entropy, both [P, B]."""
-    if log_std is None:
-        logp_all = torch.log_softmax(head, dim=-1)
-        logp = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp, entropy
-    logp = gaussian_log_prob(head, log_std, action)
-    entropy = (0.5 + _LOG_SQRT_2PI + log_std).sum(-1, keepdim=True).expand_as(logp)
-    return logp, entropy
+def sample(head: torch.Tensor, log_std: torch.Tensor | None, gen: torch.Generator,
+           deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw actions and their log-probabilities. `head` [P, B, n]; `log_std` [P, n] or None (discrete)."""
+    std = None if log_std is None else log_std.exp().unsqueeze(1)
+    noise = None if deterministic else draw_noise(head.shape, log_std is None, gen, head.device)
+    action = choose(head, noise, std)
+    return action, log_prob(head, log_std, action)
