@@ -50,18 +50,18 @@ class Population:
         self.params = params.detach()
         self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
         self._leaves = list(self.views.values())
-        self._towers_cache: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._step_params_cache: tuple[int, dict[str, torch.Tensor]] | None = None
 
-    def _towers(self) -> dict[str, torch.Tensor] | None:
-        """Stacked tower parameters for passes without autograd (rollouts, evaluation), made once per
-        parameter change: every optimiser step or mutation writes `params` in place, which bumps its
-        version counter. With autograd on, the forward pass stacks them itself (None)."""
+    def _step_params(self) -> dict[str, torch.Tensor] | None:
+        """`PolicyNet.step_params` for passes without autograd (rollouts, evaluation), made once per
+        parameter change: every optimiser step or mutation writes `params` in place, which bumps
+        its version counter. With autograd on, the forward pass reads the parameters (None)."""
         if torch.is_grad_enabled():
             return None
         version = self.params._version
-        if self._towers_cache is None or self._towers_cache[0] != version:
-            self._towers_cache = (version, self.net.tower_params(self.views))
-        return self._towers_cache[1]
+        if self._step_params_cache is None or self._step_params_cache[0] != version:
+            self._step_params_cache = (version, self.net.step_params(self.views))
+        return self._step_params_cache[1]
 
     def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
         """d loss / d params as one [P, N] tensor, in the layout's order."""
@@ -102,7 +102,7 @@ class Population:
 
     def forward_normalized(self, obs: torch.Tensor, state: torch.Tensor | None = None):
         """Normalised observations [P, B, D] (and recurrent state) -> (head output, value, new state)."""
-        return self.net.forward(self.views, obs, self.masks, state, self._towers())
+        return self.net.forward(self.views, obs, self.masks, state, self._step_params())
 
     def forward_sequence(self, obs: torch.Tensor, state: torch.Tensor | None,
                          starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,9 +71,12 @@ def test_two_episodes_in_one_sequence_equal_two_sequences(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_stepping_equals_replaying_the_sequence(kind):
-    """What the rollout computes step by step is what the update replays."""
-    pop = varied_population(DISCRETE, recurrent=kind)
+@pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("share_encoder", [False, True], ids=["separate", "shared"])
+def test_stepping_equals_replaying_the_sequence(kind, action, share_encoder):
+    """What the rollout computes step by step (prepared weights, no autograd) is what the update
+    replays."""
+    pop = varied_population(action, recurrent=kind, rnn_layers=2, share_encoder=share_encoder)
     obs, state, starts = _sequences(pop, length=6)
     with torch.no_grad():
         head, value = pop.forward_sequence(obs, state, starts)

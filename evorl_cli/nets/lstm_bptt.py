@@ -29,28 +29,47 @@ def _gate_scale(four_h: int, like: torch.Tensor) -> torch.Tensor:
     return scale
 
 
+def prescale(*weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Input/recurrent weights or biases [..., 4H] with the g gate's columns doubled, as `_cell` reads them."""
+    scale = _gate_scale(weights[0].shape[-1], weights[0])
+    return tuple(w * scale for w in weights)
+
+
+def _cell(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor | None = None,
+          h_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cell update from prescaled pre-activations `gates` [..., 4H], which become the gate
+    activations (i, f, g, o) in place. Returns (h, c)."""
+    hidden = c.shape[-1]
+    gates.sigmoid_()
+    gates[..., 2 * hidden: 3 * hidden].mul_(2.0).sub_(1.0)
+    i, f, g, o = gates.unflatten(-1, (4, hidden)).unbind(-2)
+    c = torch.addcmul(f * c, i, g, out=c_out)
+    return torch.mul(o, tanh_values(c), out=h_out), c
+
+
+def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+              bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step without autograd (rollouts, evaluation): `x` [P, B, in], state `h`, `c` [P, B, H],
+    weights `prescale`d, `bias` [P, 1, 4H] both biases summed. Returns (h, c)."""
+    gates = torch.baddbmm(bias, x, w_ih).baddbmm_(h, w_hh)
+    return _cell(gates, c)
+
+
 def _forward(gi: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
              keep: torch.Tensor | None):
     """Returns (hs, cs, gates), each [L, P, B, ...]: h and c after every step and the gate
     activations (i, f, g, o) of every step."""
     size, length, batch, four_h = gi.shape
-    hidden = four_h // 4
-    scale = _gate_scale(four_h, gi)
-    gi, w_hh = gi * scale, w_hh * scale
-    hs = gi.new_empty(length, size, batch, hidden)
-    cs = gi.new_empty(length, size, batch, hidden)
+    gi, w_hh = prescale(gi, w_hh)
+    hs = gi.new_empty(length, size, batch, four_h // 4)
+    cs = gi.new_empty(length, size, batch, four_h // 4)
     gates_all = gi.new_empty(length, size, batch, four_h)
-    g_slot = slice(2 * hidden, 3 * hidden)
     for t in range(length):
         if keep is not None:  # an episode starts here: the state it gets is zero
             h = h * keep[:, t]
             c = c * keep[:, t]
         gates = torch.baddbmm(gi[:, t], h, w_hh, out=gates_all[t])
-        gates.sigmoid_()
-        gates[..., g_slot].mul_(2.0).sub_(1.0)
-        i, f, g, o = gates.split(hidden, dim=-1)
-        c = torch.addcmul(f * c, i, g, out=cs[t])
-        h = torch.mul(o, tanh_values(c), out=hs[t])
+        h, c = _cell(gates, c, cs[t], hs[t])
     return hs, cs, gates_all
 
 

@@ -128,6 +128,23 @@ class PolicyNet:
             return p
         return {f"actor.{n}": torch.cat([p[f"actor.{n}"], p[f"critic.{n}"]]) for n in self._tower_names}
 
+    def step_params(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What a pass without autograd (rollouts, evaluation) reads, prepared from the parameters
+        once per change of them (the population caches it): the stacked towers, the recurrent
+        cell's `step_weights`, and both heads merged into one matmul (`heads.w`, `heads.b`)."""
+        prepared = dict(self.tower_params(p))
+        if self.tower.rnn:
+            prepared.update(self.tower.rnn.step_weights(prepared))
+        size, n = p["pi.w"].shape[0], self.action.n
+        if self.towers == 1:  # one feature row per member: value as an extra output column
+            prepared["heads.w"] = torch.cat([p["pi.w"], p["v.w"]], dim=-1)
+            prepared["heads.b"] = torch.cat([p["pi.b"], p["v.b"]], dim=-1).unsqueeze(1)
+        else:  # actor rows then critic rows: the value in column 0 of the critic's outputs
+            pad = p["v.w"].new_zeros(size, p["v.w"].shape[1], n - 1)
+            prepared["heads.w"] = torch.cat([p["pi.w"], torch.cat([p["v.w"], pad], dim=-1)])
+            prepared["heads.b"] = torch.cat([p["pi.b"], torch.cat([p["v.b"], pad[:, 0]], dim=-1)]).unsqueeze(1)
+        return prepared
+
     def _stack(self, x: torch.Tensor | None) -> torch.Tensor | None:
         """Per-member input [P, ...] -> the same for every tower [T*P, ...]."""
         return x if x is None or self.towers == 1 else torch.cat([x, x])
@@ -144,20 +161,26 @@ class PolicyNet:
         return torch.cat(state.chunk(self.towers, dim=0), dim=-1)
 
     def _heads(self, p, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy head on the actor's (or shared) features, value head on the critic's."""
+        """Policy head on the actor's (or shared) features, value head on the critic's; one matmul
+        when `p` holds the merged heads of `step_params`."""
         size = features.shape[0] // self.towers
+        if "heads.w" in p:
+            out = torch.baddbmm(p["heads.b"], features, p["heads.w"])
+            n = self.action.n
+            return (out[..., :n], out[..., n]) if self.towers == 1 else (out[:size], out[size:, :, 0])
         head = torch.baddbmm(p["pi.b"].unsqueeze(1), features[:size], p["pi.w"])
         value = torch.baddbmm(p["v.b"].unsqueeze(1), features[-size:], p["v.w"]).squeeze(-1)
         return head, value
 
     def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks,
-                state: torch.Tensor | None = None, towers: dict[str, torch.Tensor] | None = None):
+                state: torch.Tensor | None = None, prepared: dict[str, torch.Tensor] | None = None):
         """One step. `p`: parameter views; `obs` [P, B, obs_dim]; `state` [P, B, state_size] or None;
-        `towers`: `tower_params(p)` if already made -> (logits or action mean [P, B, n], value [P, B],
-        new state or None). `masks` are built for every tower's members (`Architecture.compile`)."""
-        towers = self.tower_params(p) if towers is None else towers
+        `prepared`: `step_params(p)` for a pass without autograd -> (logits or action mean [P, B, n],
+        value [P, B], new state or None). `masks` are built for every tower's members
+        (`Architecture.compile`)."""
+        towers, heads = (self.tower_params(p), p) if prepared is None else (prepared, prepared)
         features, state = self.tower.step(towers, self._stack(obs), self._stack_state(state), masks)
-        head, value = self._heads(p, features)
+        head, value = self._heads(heads, features)
         return head, value, self._unstack_state(state)
 
     def forward_sequence(self, p, obs: torch.Tensor, masks: ArchMasks, state: torch.Tensor | None = None,

@@ -14,7 +14,7 @@ import torch
 
 from evorl_cli.nets.functional import tanh
 from evorl_cli.nets.layout import ParamLayout
-from evorl_cli.nets.lstm_bptt import lstm_sequence
+from evorl_cli.nets.lstm_bptt import lstm_sequence, lstm_step, prescale
 from evorl_cli.nets.mlp import orthogonal
 
 GATES = {"lstm": 4, "gru": 3}
@@ -41,10 +41,37 @@ class RNNCore:
         """Floats of recurrent state per env: h (and c for LSTM) of every layer."""
         return self.layers * self.hidden * (2 if self.kind == "lstm" else 1)
 
+    def step_weights(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What an LSTM `step` reads, made once per change of the parameters: per layer, the weights
+        with the g gate prescaled (see `lstm_bptt`) and both biases folded into one."""
+        if self.kind != "lstm":
+            return {}
+        weights = {}
+        for layer in range(self.layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(p, layer)
+            names = (f"{self.prefix}.step_w_ih{layer}", f"{self.prefix}.step_w_hh{layer}", f"{self.prefix}.step_b{layer}")
+            weights.update(zip(names, prescale(w_ih, w_hh, b_ih + b_hh)))
+        return weights
+
     def step(self, p: dict[str, torch.Tensor], x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step. `x` [P, B, in], `state` [P, B, state_size] -> (top layer h [P, B, H], new state)."""
-        out, state = self.sequence(p, x.unsqueeze(2), state, None)
-        return out[:, :, 0], state
+        """One time step. `x` [P, B, in], `state` [P, B, state_size] -> (top layer h [P, B, H], new state).
+        Reads `step_weights` from `p` when they are there (passes without autograd)."""
+        if f"{self.prefix}.step_b0" not in p:
+            out, state = self.sequence(p, x.unsqueeze(2), state, None)
+            return out[:, :, 0], state
+        hidden, final = self.hidden, []
+        for layer in range(self.layers):
+            s = state[..., 2 * layer * hidden:2 * (layer + 1) * hidden]
+            x, c = lstm_step(x, s[..., :hidden], s[..., hidden:], p[f"{self.prefix}.step_w_ih{layer}"],
+                             p[f"{self.prefix}.step_w_hh{layer}"], p[f"{self.prefix}.step_b{layer}"])
+            final += [x, c]
+        return x, torch.cat(final, dim=-1)
+
+    def _weights(self, p: dict[str, torch.Tensor], layer: int) -> tuple[torch.Tensor, ...]:
+        """Layer `layer`'s w_ih [P, in, G*H], w_hh [P, H, G*H], b_ih and b_hh [P, 1, G*H]."""
+        size, width = p[f"{self.prefix}.w_hh{layer}"].shape[0], self.gates * self.hidden
+        return (p[f"{self.prefix}.w_ih{layer}"].view(size, -1, width), p[f"{self.prefix}.w_hh{layer}"].view(size, -1, width),
+                p[f"{self.prefix}.b_ih{layer}"].view(size, 1, width), p[f"{self.prefix}.b_hh{layer}"].view(size, 1, width))
 
     def sequence(self, p: dict[str, torch.Tensor], x: torch.Tensor, state: torch.Tensor,
                  starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +82,7 @@ class RNNCore:
         steps are time-major ([P, L, B, ...]) so that each step is one contiguous block.
         Returns (top layer h for every step [P, B, L, H], state after the last step)."""
         size, batch, length = x.shape[:3]
-        hidden, gates = self.hidden, self.gates
+        hidden = self.hidden
         lstm = self.kind == "lstm"
         per_layer = hidden * (2 if lstm else 1)
         x = x.transpose(1, 2)
@@ -64,10 +91,7 @@ class RNNCore:
         for layer in range(self.layers):
             s = state[..., layer * per_layer:(layer + 1) * per_layer]
             h = s[..., :hidden]
-            w_ih = p[f"{self.prefix}.w_ih{layer}"].view(size, -1, gates * hidden)
-            w_hh = p[f"{self.prefix}.w_hh{layer}"].view(size, hidden, gates * hidden)
-            b_ih = p[f"{self.prefix}.b_ih{layer}"].view(size, 1, gates * hidden)
-            b_hh = p[f"{self.prefix}.b_hh{layer}"].view(size, 1, gates * hidden)
+            w_ih, w_hh, b_ih, b_hh = self._weights(p, layer)
             # An LSTM adds both biases to every step's gates: fold them into the input projection.
             bias = b_ih + b_hh if lstm else b_ih
             gi = torch.baddbmm(bias, x.reshape(size, length * batch, -1), w_ih).view(size, length, batch, -1)
