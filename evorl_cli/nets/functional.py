@@ -14,11 +14,11 @@ import torch
 _SIGMOID_TANH_MIN = 16_384
 
 
-def tanh_values(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) as a new tensor, without autograd (forward passes that keep no graph)."""
+def tanh_values(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """tanh(x), without autograd (forward passes that keep no graph), into `out` when given."""
     if x.device.type != "cpu" or x.numel() < _SIGMOID_TANH_MIN:
-        return torch.tanh(x)
-    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        return torch.tanh(x, out=out)
+    return torch.sigmoid(x * 2.0, out=out).mul_(2.0).sub_(1.0)
 
 
 class _Tanh(torch.autograd.Function):

@@ -36,15 +36,15 @@ def prescale(*weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _cell(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor | None = None,
-          h_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          h_out: torch.Tensor | None = None, tanh_c_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The cell update from prescaled pre-activations `gates` [..., 4H], which become the gate
-    activations (i, f, g, o) in place. Returns (h, c)."""
+    activations (i, f, g, o) in place. Returns (h, c); tanh(c) goes to `tanh_c_out` when given."""
     hidden = c.shape[-1]
     gates.sigmoid_()
     gates[..., 2 * hidden: 3 * hidden].mul_(2.0).sub_(1.0)
     i, f, g, o = gates.unflatten(-1, (4, hidden)).unbind(-2)
     c = torch.addcmul(f * c, i, g, out=c_out)
-    return torch.mul(o, tanh_values(c), out=h_out), c
+    return torch.mul(o, tanh_values(c, out=tanh_c_out), out=h_out), c
 
 
 def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
@@ -57,20 +57,19 @@ def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Ten
 
 def _forward(gi: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
              keep: torch.Tensor | None):
-    """Returns (hs, cs, gates), each [L, P, B, ...]: h and c after every step and the gate
-    activations (i, f, g, o) of every step."""
+    """Returns (hs, cs, tanh_cs, gates), each [L, P, B, ...]: h, c and tanh(c) after every step
+    and the gate activations (i, f, g, o) of every step."""
     size, length, batch, four_h = gi.shape
     gi, w_hh = prescale(gi, w_hh)
-    hs = gi.new_empty(length, size, batch, four_h // 4)
-    cs = gi.new_empty(length, size, batch, four_h // 4)
+    hs, cs, tanh_cs = (gi.new_empty(length, size, batch, four_h // 4) for _ in range(3))
     gates_all = gi.new_empty(length, size, batch, four_h)
     for t in range(length):
         if keep is not None:  # an episode starts here: the state it gets is zero
             h = h * keep[:, t]
             c = c * keep[:, t]
         gates = torch.baddbmm(gi[:, t], h, w_hh, out=gates_all[t])
-        h, c = _cell(gates, c, cs[t], hs[t])
-    return hs, cs, gates_all
+        h, c = _cell(gates, c, cs[t], hs[t], tanh_cs[t])
+    return hs, cs, tanh_cs, gates_all
 
 
 def _state_fed(first: torch.Tensor, after: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -82,30 +81,35 @@ def _state_fed(first: torch.Tensor, after: torch.Tensor, keep: torch.Tensor | No
 class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, w_hh, h, c, keep):
-        hs, cs, gates = _forward(gi, w_hh, h, c, keep)
-        ctx.save_for_backward(w_hh, h, c, keep, hs, cs, gates)
+        hs, cs, tanh_cs, gates = _forward(gi, w_hh, h, c, keep)
+        ctx.save_for_backward(w_hh, h, c, keep, hs, cs, tanh_cs, gates)
         return hs.transpose(0, 1), hs[-1].clone(), cs[-1].clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_h_last, d_c_last):
-        w_hh, h0, c0, keep, hs, cs, gates = ctx.saved_tensors
+        w_hh, h0, c0, keep, hs, cs, tc, gates = ctx.saved_tensors
         length, size, batch, four_h = gates.shape
         hidden = four_h // 4
-        i, f, g, o = gates.split(hidden, dim=-1)
-        tc = tanh_values(cs)
+        i, f, g, o = gates.unflatten(-1, (4, hidden)).unbind(-2)
         c_in = _state_fed(c0, cs, keep)
         # Per step, with dh and dc the gradients reaching h_t and c_t:
         #   dc += dh * o * (1 - tanh(c)^2)
         #   d pre-activation = [dc * g * i(1-i), dc * c_prev * f(1-f), dc * i * (1-g^2), dh * tanh(c) * o(1-o)]
-        # The factors after dc and dh do not depend on the recurrence: all steps at once.
-        dc_from_h = o * (1.0 - tc * tc)
-        factors = torch.cat([g * i * (1.0 - i), c_in * f * (1.0 - f), i * (1.0 - g * g)], dim=-1)
-        factors = factors.unflatten(-1, (3, hidden))
-        factor_o = tc * o * (1.0 - o)
+        # The factors after dc and dh do not depend on the recurrence: all steps at once, each one
+        # fused op (sigmoid_backward(x, s) = x * s(1-s), tanh_backward(x, t) = x * (1-t^2)).
+        sigmoid_backward, tanh_backward = torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward
+        dc_from_h = tanh_backward(o, tc)
+        factors = gates.new_empty(length, size, batch, 3, hidden)
+        sigmoid_backward.grad_input(g, i, grad_input=factors[..., 0, :])
+        sigmoid_backward.grad_input(c_in, f, grad_input=factors[..., 1, :])
+        tanh_backward.grad_input(i, g, grad_input=factors[..., 2, :])
+        factor_o = sigmoid_backward(tc, o)
         keep_t = None if keep is None else keep.transpose(0, 1)
         # c_{t-1} reaches c_t through the forget gate and `keep` (0 where an episode started at t).
         carry_c = f if keep is None else f * keep_t
-        d_gates = torch.empty_like(gates)
+        # Member-major ([P, L, B, 4H], as `gi` comes in): the gradient of `gi` and the rows of the
+        # weight gradient's matmul are then this tensor as it is, with no copies.
+        d_gates = gates.new_empty(size, length, batch, four_h)
         w_hh_t = w_hh.transpose(1, 2)
         d_hs = None if d_hs is None else d_hs.transpose(0, 1)
         dh = torch.zeros_like(h0) if d_h_last is None else d_h_last
@@ -114,7 +118,7 @@ class _LSTMSequence(torch.autograd.Function):
             if d_hs is not None:
                 dh = dh + d_hs[t]
             dc = torch.addcmul(dc, dh, dc_from_h[t])
-            d_t = d_gates[t]
+            d_t = d_gates[:, t]
             torch.mul(dc.unsqueeze(-2), factors[t], out=d_t[..., : 3 * hidden].unflatten(-1, (3, hidden)))
             torch.mul(dh, factor_o[t], out=d_t[..., 3 * hidden:])
             dh = torch.bmm(d_t, w_hh_t)
@@ -122,8 +126,7 @@ class _LSTMSequence(torch.autograd.Function):
                 dh = dh * keep_t[t]
             dc = dc * carry_c[t]
         h_in = _state_fed(h0, hs, keep).transpose(0, 1).reshape(size, length * batch, hidden)
-        d_gates = d_gates.transpose(0, 1)
-        d_w_hh = torch.bmm(h_in.transpose(1, 2), d_gates.reshape(size, length * batch, four_h))
+        d_w_hh = torch.bmm(h_in.transpose(1, 2), d_gates.view(size, length * batch, four_h))
         return d_gates, d_w_hh, dh, dc, None
 
 
@@ -137,5 +140,5 @@ def lstm_sequence(gi: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torc
     Returns (h of every step [P, L, B, H], last h, last c)."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in (gi, w_hh, h, c)):
         return _LSTMSequence.apply(gi, w_hh, h, c, keep)
-    hs, cs, _ = _forward(gi, w_hh, h, c, keep)
+    hs, cs, _, _ = _forward(gi, w_hh, h, c, keep)
     return hs.transpose(0, 1), hs[-1], cs[-1]
