@@ -30,7 +30,8 @@ def _gate_scale(four_h: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def prescale(*weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Input/recurrent weights or biases [..., 4H] with the g gate's columns doubled, as `_cell` reads them."""
+    """Input/recurrent weights or biases [..., 4H] with the g gate's columns doubled, as `_cell`
+    (and so `lstm_step` and `lstm_sequence`) reads them."""
     scale = _gate_scale(weights[0].shape[-1], weights[0])
     return tuple(w * scale for w in weights)
 
@@ -60,7 +61,6 @@ def _forward(gi: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torch.Ten
     """Returns (hs, cs, tanh_cs, gates), each [L, P, B, ...]: h, c and tanh(c) after every step
     and the gate activations (i, f, g, o) of every step."""
     size, length, batch, four_h = gi.shape
-    gi, w_hh = prescale(gi, w_hh)
     hs, cs, tanh_cs = (gi.new_empty(length, size, batch, four_h // 4) for _ in range(3))
     gates_all = gi.new_empty(length, size, batch, four_h)
     for t in range(length):
@@ -102,7 +102,8 @@ class _LSTMSequence(torch.autograd.Function):
         factors = gates.new_empty(length, size, batch, 3, hidden)
         sigmoid_backward.grad_input(g, i, grad_input=factors[..., 0, :])
         sigmoid_backward.grad_input(c_in, f, grad_input=factors[..., 1, :])
-        tanh_backward.grad_input(i, g, grad_input=factors[..., 2, :])
+        # (the g gate's inputs come in doubled, so its gradient with respect to them is halved)
+        tanh_backward.grad_input(i, g, grad_input=factors[..., 2, :]).mul_(0.5)
         factor_o = sigmoid_backward(tc, o)
         keep_t = None if keep is None else keep.transpose(0, 1)
         # c_{t-1} reaches c_t through the forget gate and `keep` (0 where an episode started at t).
@@ -134,7 +135,9 @@ def lstm_sequence(gi: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torc
                   keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run one LSTM layer over L steps for every member.
 
-    `gi` [P, L, B, 4H]: each step's input projection plus both biases; `w_hh` [P, H, 4H];
+    `gi` [P, L, B, 4H]: each step's input projection plus both biases; `w_hh` [P, H, 4H]; both
+    `prescale`d (the input weights and biases can be prescaled before the projection, which spares
+    scaling `gi` itself). Gradients are with respect to these prescaled inputs;
     `h`, `c` [P, B, H]: the state before the first step; `keep` [P, L, B, 1] or None: 0 where an
     episode starts at step t (the state fed to that step is zeroed).
     Returns (h of every step [P, L, B, H], last h, last c)."""

@@ -92,8 +92,10 @@ class RNNCore:
             s = state[..., layer * per_layer:(layer + 1) * per_layer]
             h = s[..., :hidden]
             w_ih, w_hh, b_ih, b_hh = self._weights(p, layer)
-            # An LSTM adds both biases to every step's gates: fold them into the input projection.
-            bias = b_ih + b_hh if lstm else b_ih
+            if lstm:  # both biases folded into the input projection, the g gate doubled (lstm_bptt)
+                w_ih, w_hh, bias = prescale(w_ih, w_hh, b_ih + b_hh)
+            else:
+                bias = b_ih
             gi = torch.baddbmm(bias, x.reshape(size, length * batch, -1), w_ih).view(size, length, batch, -1)
             if lstm:  # gate order i, f, g, o (as torch.nn.LSTM), back-propagated by hand
                 x, h, c = lstm_sequence(gi, w_hh, h, s[..., hidden:], keep)
