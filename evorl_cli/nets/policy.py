@@ -135,15 +135,21 @@ class PolicyNet:
         prepared = dict(self.tower_params(p))
         if self.tower.rnn:
             prepared.update(self.tower.rnn.step_weights(prepared))
-        size, n = p["pi.w"].shape[0], self.action.n
-        if self.towers == 1:  # one feature row per member: value as an extra output column
-            prepared["heads.w"] = torch.cat([p["pi.w"], p["v.w"]], dim=-1)
-            prepared["heads.b"] = torch.cat([p["pi.b"], p["v.b"]], dim=-1).unsqueeze(1)
-        else:  # actor rows then critic rows: the value in column 0 of the critic's outputs
-            pad = p["v.w"].new_zeros(size, p["v.w"].shape[1], n - 1)
-            prepared["heads.w"] = torch.cat([p["pi.w"], torch.cat([p["v.w"], pad], dim=-1)])
-            prepared["heads.b"] = torch.cat([p["pi.b"], torch.cat([p["v.b"], pad[:, 0]], dim=-1)]).unsqueeze(1)
+        prepared["heads.w"], prepared["heads.b"] = self.merged_heads(p)
         return prepared
+
+    def merged_heads(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy and value heads as one weight and bias, so both are one matmul over the tower
+        features. Shared branch: [P, W, n + 1], the value as the last output column. Separate
+        towers: [2P, W, n], the policy on the actor's rows and the value in column 0 of the
+        critic's (one matmul over all feature rows, so the backward pass needs no slicing)."""
+        size, n = p["pi.w"].shape[0], self.action.n
+        if self.towers == 1:
+            return (torch.cat([p["pi.w"], p["v.w"]], dim=-1),
+                    torch.cat([p["pi.b"], p["v.b"]], dim=-1).unsqueeze(1))
+        pad = p["v.w"].new_zeros(size, p["v.w"].shape[1], n - 1)
+        return (torch.cat([p["pi.w"], torch.cat([p["v.w"], pad], dim=-1)]),
+                torch.cat([p["pi.b"], torch.cat([p["v.b"], pad[:, 0]], dim=-1)]).unsqueeze(1))
 
     def _stack(self, x: torch.Tensor | None) -> torch.Tensor | None:
         """Per-member input [P, ...] -> the same for every tower [T*P, ...]."""
@@ -161,16 +167,15 @@ class PolicyNet:
         return torch.cat(state.chunk(self.towers, dim=0), dim=-1)
 
     def _heads(self, p, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy head on the actor's (or shared) features, value head on the critic's; one matmul
-        when `p` holds the merged heads of `step_params`."""
-        size = features.shape[0] // self.towers
-        if "heads.w" in p:
-            out = torch.baddbmm(p["heads.b"], features, p["heads.w"])
-            n = self.action.n
-            return (out[..., :n], out[..., n]) if self.towers == 1 else (out[:size], out[size:, :, 0])
-        head = torch.baddbmm(p["pi.b"].unsqueeze(1), features[:size], p["pi.w"])
-        value = torch.baddbmm(p["v.b"].unsqueeze(1), features[-size:], p["v.w"]).squeeze(-1)
-        return head, value
+        """Policy head on the actor's (or shared) features, value head on the critic's, as one
+        matmul (`merged_heads`, read from `p` when `step_params` made them)."""
+        w, b = (p["heads.w"], p["heads.b"]) if "heads.w" in p else self.merged_heads(p)
+        out = torch.baddbmm(b, features, w)
+        n = self.action.n
+        if self.towers == 1:
+            return out[..., :n], out[..., n]
+        size = features.shape[0] // 2
+        return out[:size], out[size:, :, 0]
 
     def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks,
                 state: torch.Tensor | None = None, prepared: dict[str, torch.Tensor] | None = None):
