@@ -108,6 +108,27 @@ def test_per_member_activation_matches_each_function():
     assert np.array_equal(pop.arch.n_layers, [1, 1, 1])
 
 
+def test_mixed_activations_have_each_functions_gradient():
+    """Every activation a member can have, six groups in one batch: values and gradients equal
+    each function applied to its own rows by autograd."""
+    from evorl_cli.config import ACTIVATIONS
+    from evorl_cli.nets.arch import ACTIVATION_FNS, Architecture
+
+    size = 2 * len(ACTIVATIONS)
+    acts = np.array([i % len(ACTIVATIONS) for i in range(size)])
+    arch = Architecture(np.full((size, 1), 8), acts, np.zeros(size, dtype=np.int64))
+    masks = arch.compile(torch.device("cpu"), 8, 1)
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(size, 5, 8, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    grad = torch.randn(size, 5, 8, generator=g, dtype=torch.float64)
+    (got,) = torch.autograd.grad(masks.activate(z), z, grad)
+    want = torch.stack([ACTIVATION_FNS[ACTIVATIONS[a]](z[p]) for p, a in enumerate(acts)])
+    (want_grad,) = torch.autograd.grad(want, z, grad)
+    with torch.no_grad():
+        torch.testing.assert_close(masks.activate(z), want)
+    torch.testing.assert_close(got, want_grad)
+
+
 def test_fast_tanh_matches_torch_tanh_in_value_and_gradient():
     from evorl_cli.nets.functional import tanh
 

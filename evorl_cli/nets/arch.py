@@ -85,7 +85,6 @@ class ArchMasks:
     unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
     activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, member indices or None: everyone)
-    activation_order: torch.Tensor | None  # undoes the grouping: position of member p in the grouped batch
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
@@ -102,17 +101,62 @@ class ArchMasks:
             layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
         present = np.unique(arch.activation)
         if len(present) == 1:
-            return cls(depth, width, unit_mask, layer_on, [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)], None)
-        members = [np.flatnonzero(arch.activation == a) for a in present]
-        groups = [(ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(m, device=device))
-                  for a, m in zip(present, members)]
-        order = torch.as_tensor(np.argsort(np.concatenate(members)), device=device)
-        return cls(depth, width, unit_mask, layer_on, groups, order)
+            return cls(depth, width, unit_mask, layer_on, [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)])
+        groups = [(ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(np.flatnonzero(arch.activation == a),
+                                                                         device=device)) for a in present]
+        return cls(depth, width, unit_mask, layer_on, groups)
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         """Apply each member's own activation (one op when the population agrees). With several,
-        each function runs on its own members only, and the results are put back in member order."""
-        if self.activation_order is None:
+        each function runs on its own members' rows only (`_grouped`)."""
+        if len(self.activation_groups) == 1:
             return self.activation_groups[0][0](z)
-        parts = [fn(z.index_select(0, members)) for fn, members in self.activation_groups]
-        return torch.cat(parts).index_select(0, self.activation_order)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return _GroupedActivation.apply(z, self.activation_groups)
+        return _grouped(z, self.activation_groups)
+
+
+def _grouped(z: torch.Tensor, groups: list[tuple[object, torch.Tensor]]) -> torch.Tensor:
+    """Rows of `z` through their group's function, gathered and written back group by group."""
+    out = torch.empty_like(z)
+    for fn, members in groups:
+        out.index_copy_(0, members, fn(z.index_select(0, members)))
+    return out
+
+
+# d activation / d input from the input z and the output y, as torch's own backward kernels compute it.
+_aten = torch.ops.aten
+ACTIVATION_GRADS = {
+    "relu": lambda g, z, y: _aten.threshold_backward(g, y, 0),
+    "tanh": lambda g, z, y: _aten.tanh_backward(g, y),
+    "elu": lambda g, z, y: _aten.elu_backward(g, 1.0, 1, 1.0, True, y),
+    "gelu": lambda g, z, y: _aten.gelu_backward(g, z),
+    "leaky_relu": lambda g, z, y: _aten.leaky_relu_backward(g, z, 0.01, False),
+    "silu": lambda g, z, y: _aten.silu_backward(g, z),
+}
+assert set(ACTIVATION_GRADS) == set(ACTIVATIONS)
+_GRAD_OF = {ACTIVATION_FNS[name]: grad for name, grad in ACTIVATION_GRADS.items()}
+
+
+class _GroupedActivation(torch.autograd.Function):
+    """`_grouped` with a backward of the same shape: each group's rows through that function's
+    derivative, written back into one gradient. (Autograd through the gathers and a concatenation
+    fills a full-size zero tensor per group and adds them up: several passes over the largest
+    activations of every layer.)"""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, groups: list[tuple[object, torch.Tensor]]) -> torch.Tensor:
+        out = _grouped(z, groups)
+        ctx.groups = groups
+        ctx.save_for_backward(z, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, out = ctx.saved_tensors
+        dz = torch.empty_like(grad)
+        for fn, members in ctx.groups:
+            d_rows = _GRAD_OF[fn](grad.index_select(0, members), z.index_select(0, members),
+                                  out.index_select(0, members))
+            dz.index_copy_(0, members, d_rows)
+        return dz, None
