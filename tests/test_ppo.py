@@ -123,7 +123,7 @@ def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, 
     # The batched loop draws one permutation per member per epoch; replay the same draws.
     plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, torch.device("cpu"))
     replay = torch.Generator().manual_seed(123)
-    perms = [torch.rand(pop.size, len(plan.env), generator=replay).argsort(dim=1)
+    perms = [torch.stack([torch.randperm(len(plan.env), generator=replay) for _ in range(pop.size)])
              for _ in range(max(hps["update_epochs"]))]
     for p in range(pop.size):
         reference = _reference_update(_with_params(pop, before), p, ro, cfg, perms)
