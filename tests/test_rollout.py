@@ -12,7 +12,7 @@ from helpers import tiny_config
 from evorl_cli.envs.batch import EnvBatch, observation_encoder
 from evorl_cli.evaluate import evaluate
 from evorl_cli.population import Population
-from evorl_cli.rollout import RolloutCollector
+from evorl_cli.rollout import RolloutCollector, members_first
 
 
 class CountEnv(gym.Env):
@@ -127,3 +127,33 @@ def test_collector_records_discounted_returns_for_scaling():
     ro = collector.collect(pop, torch.Generator().manual_seed(0))
     # reward 1 per step, episodes of 3 steps: 1, 1.5, 1.75, then a new episode 1, 1.5
     assert torch.allclose(ro.returns_seen[:, 0, 0], torch.tensor([1.0, 1.5, 1.75, 1.0, 1.5]))
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "Pendulum-v1"], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("recurrent", [None, "lstm"], ids=["mlp", "lstm"])
+def test_stored_log_probs_and_values_are_the_policys(env_id, recurrent):
+    """What a rollout stores (drawn from noise drawn up front, log-probabilities taken after the
+    loop) is what the policy gives when the stored observations are replayed: the update's first
+    ratios are exactly 1."""
+    from evorl_cli.nets.distributions import log_prob
+    from evorl_cli.ppo import SequencePlan
+
+    config = tiny_config(**{"env.id": env_id, "env.backend": "auto", "env.num_envs": 3, "population.size": 2,
+                            "net.recurrent": recurrent, "algo.normalize_obs": True, "algo.max_seq_len": 4})
+    env = EnvBatch(config.env, 6)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), torch.Generator().manual_seed(0))
+    collector = RolloutCollector(env, 2, 3, steps=8, device=torch.device("cpu"))
+    collector.reset(seed=0)
+    ro = collector.collect(pop, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        if recurrent is None:
+            head, value, _ = pop.net.forward(pop.views, members_first(ro.obs), pop.masks)  # autograd-path weights
+            head, value = head.view(2, 8, 3, -1).transpose(0, 1), value.view(2, 8, 3).transpose(0, 1)
+        else:  # replayed as one sequence per env from the rollout's first state
+            plan = SequencePlan.build(8, 3, config.algo.__class__(bptt="whole"), True, torch.device("cpu"))
+            head, value = pop.forward_sequence(plan.units(ro.obs), ro.states[0], plan.units(ro.starts))
+            head, value = head.permute(2, 0, 1, 3), value.permute(2, 0, 1)  # [P, N, T, ...] -> [T, P, N, ...]
+    torch.testing.assert_close(ro.values, value, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ro.logp, log_prob(head, pop.log_std(), ro.actions), atol=1e-5, rtol=1e-5)
+    if env.action.discrete:  # every action is one the env could take, and not always the same one
+        assert ro.actions.min() >= 0 and ro.actions.max() < env.action.n and ro.actions.unique().numel() > 1
