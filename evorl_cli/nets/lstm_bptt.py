@@ -9,9 +9,11 @@ not depend on the recurrence (gate derivatives, the recurrent weight gradient) i
 steps in one op. The result equals autograd through `torch.nn.LSTMCell` (tests check it with
 gradcheck and against the cells).
 
-Inside, tensors are time-major ([L, P, B, ...]), so each step reads and writes one contiguous
-block; the recurrent weight gradient is then a single batched matmul over all L*B rows.
-Gate order is i, f, g, o (as `torch.nn.LSTM`).
+Inside, the forward's tensors are time-major ([L, P, B, ...]), so each step reads and writes one
+contiguous block. The gate gradients are member-major ([P, L, B, 4H], as the input projection comes
+in), so they are the input's gradient as they are, and the recurrent weight gradient is a single
+batched matmul over all L*B rows. Gate order is i, f, g, o (as `torch.nn.LSTM`); the g gate's
+weights come in doubled (`prescale`), so that one sigmoid serves all four gates.
 """
 
 from __future__ import annotations
