@@ -34,28 +34,32 @@ def make_config(env: str, net: str, members: int, envs: int, overrides: list[str
     return build_train_config(cfg)
 
 
-def measure(config, device: torch.device, rollouts: int, warmup: int = 2) -> float:
-    """Env steps per second of `rollouts` rollout+update cycles (after `warmup` untimed ones)."""
+def measure(config, device: torch.device, rollouts: int, warmup: int = 2) -> tuple[float, float, float]:
+    """Env steps per second of `rollouts` rollout+update cycles (after `warmup` untimed ones), and
+    the seconds per cycle spent collecting and updating."""
     size, envs = config.population.size, config.env.num_envs
     env = EnvBatch(config.env, size * envs)
     gen = torch.Generator(device=device).manual_seed(0)
     pop = Population.create(config, env.obs_dim, env.action, device, torch.Generator().manual_seed(0))
     collector = RolloutCollector(env, size, envs, config.algo.rollout_steps, device)
     collector.reset(0)
-    start = None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    collecting = updating = 0.0
     for i in range(warmup + rollouts):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+        sync()
+        start = time.perf_counter()
         ro = collector.collect(pop, gen)
+        sync()
+        collected = time.perf_counter()
         ppo_update(pop, ro, config.algo, gen)
         pop.obs_norm.update(members_first(ro.raw_obs))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+        sync()
+        if i >= warmup:
+            collecting += collected - start
+            updating += time.perf_counter() - collected
     env.close()
-    return rollouts * size * envs * config.algo.rollout_steps / elapsed
+    rate = rollouts * size * envs * config.algo.rollout_steps / (collecting + updating)
+    return rate, collecting / rollouts, updating / rollouts
 
 
 def main() -> None:
@@ -72,9 +76,9 @@ def main() -> None:
 
     batched = make_config(args.env, args.net, args.members, args.envs, args.overrides)
     single = make_config(args.env, args.net, 1, args.envs, args.overrides)
-    batched_rate = measure(batched, device, args.rollouts)
+    batched_rate, collect_s, update_s = measure(batched, device, args.rollouts)
     # One member at a time: the same total work, P separate populations of one.
-    per_member = [measure(single, device, args.rollouts) for _ in range(args.members)]
+    per_member = [measure(single, device, args.rollouts)[0] for _ in range(args.members)]
     sequential_rate = args.members / sum(1.0 / r for r in per_member)
 
     a = batched.algo
@@ -83,6 +87,8 @@ def main() -> None:
     print(f"  batched population : {batched_rate:>10,.0f} train env-steps/s")
     print(f"  member by member   : {sequential_rate:>10,.0f} train env-steps/s")
     print(f"  speed-up           : {batched_rate / sequential_rate:>10.2f}x")
+    print(f"  batched, per rollout of {args.members * args.envs * a.rollout_steps:,} env steps: "
+          f"collect {collect_s * 1e3:.1f} ms, PPO update {update_s * 1e3:.1f} ms")
 
 
 if __name__ == "__main__":
