@@ -18,7 +18,8 @@ from evorl_cli.optim import BatchedAdam
 
 @dataclass
 class Step:
-    """One batched action choice: env-ready actions plus what PPO stores."""
+    """One batched action choice (evaluation, rendering, `evorl_cli.load`): actions plus their
+    log-probabilities and values. Rollouts pick theirs in `RolloutCollector.collect`."""
 
     action: torch.Tensor  # [P, B] long or [P, B, n] float (unclipped)
     logp: torch.Tensor  # [P, B]

@@ -142,8 +142,7 @@ class RolloutCollector:
         normalize = pop.obs_norm.enabled
         # All the rollout's sampling noise in one draw; each step then picks its actions in one op,
         # and the log-probabilities of all of them are one pass after the loop.
-        action = pop.net.action
-        noise = draw_noise((*self.heads.shape[:-1], action.n), action.discrete, gen, self.device)
+        noise = draw_noise(self.heads.shape, pop.net.action.discrete, gen, self.device)
         log_std = pop.log_std()
         std = None if log_std is None else log_std.exp().unsqueeze(1)
         for t in range(self.steps):
