@@ -15,7 +15,7 @@ import torch
 
 from evorl_cli.config import PPOConfig
 from evorl_cli.population import Population
-from evorl_cli.ppo_loss import Coefficients, Minibatch, ppo_objective
+from evorl_cli.ppo_loss import Coefficients, Minibatch, ppo_objective, weighted_mean
 from evorl_cli.rollout import Rollout
 
 
@@ -150,7 +150,6 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             # Every member takes a full minibatch of the same size: plain means.
             count = full_counts.setdefault(width, torch.full((size,), float(width * length), device=device))
             sample_weight = None
-            mean = lambda x: x.mean(1)  # noqa: E731
         else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
             valid = ((offsets < batch_t) & scheduled_t.view(-1, 1)).float()
             weights = valid.unsqueeze(-1).expand(-1, -1, length)
@@ -159,14 +158,14 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             weights = weights.reshape(size, -1)
             count = weights.sum(1).clamp_min(1.0)
             sample_weight = weights / count.view(-1, 1)  # per-member mean over its own samples
-            mean = lambda x: (x * sample_weight).sum(1)  # noqa: E731
 
         head, value = pop.forward_sequence(_take(obs, idx), None if states is None else _take(states, idx),
                                            None if starts is None else _take(starts, idx))
         adv = flat(_take(advantages, idx))
         if cfg.normalize_advantages:
-            centred = adv - mean(adv).view(-1, 1)
-            adv_std = torch.sqrt(mean(centred.square()) * count / (count - 1).clamp_min(1.0))  # unbiased
+            centred = adv - weighted_mean(adv, sample_weight).view(-1, 1)
+            adv_std = torch.sqrt(weighted_mean(centred.square(), sample_weight) * count
+                                 / (count - 1).clamp_min(1.0))  # unbiased
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
         minibatch = Minibatch(flat(_take(actions, idx)), flat(_take(old_logp, idx)), adv, flat(_take(returns, idx)),
                               flat(_take(old_values, idx)) if cfg.clip_vloss else None, sample_weight)

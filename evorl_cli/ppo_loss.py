@@ -16,12 +16,11 @@ with `max((V - R)^2, (V_clipped - R)^2)` in the value term when value clipping i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+from evorl_cli.nets.distributions import LOG_SQRT_2PI, gaussian_terms
 
 
 @dataclass
@@ -55,7 +54,8 @@ def ppo_objective(head: torch.Tensor, value: torch.Tensor, log_std: torch.Tensor
     return _Objective.apply(head, value, log_std, batch, coef)
 
 
-def _weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Each member's mean of `x` [P, M] under `Minibatch.sample_weight` (None: the plain mean)."""
     return x.mean(1) if weight is None else (x * weight).sum(1)
 
 
@@ -89,11 +89,11 @@ class _Objective(torch.autograd.Function):
             value_loss = 0.5 * error.square()
 
         ent, vf = coef.ent.view(-1, 1), coef.vf.view(-1, 1)
-        loss = _weighted_mean(policy_loss + vf * value_loss - ent * entropy, weight)
+        loss = weighted_mean(policy_loss + vf * value_loss - ent * entropy, weight)
         scale = (1.0 / head.shape[1]) if weight is None else weight  # d mean / d sample
         grads = head_grad(dlogp * scale, (ent * scale).expand_as(logp))
         ctx.save_for_backward(*grads, vf * error * scale)
-        approx_kl = _weighted_mean((ratio - 1) - logratio, weight)
+        approx_kl = weighted_mean((ratio - 1) - logratio, weight)
         ctx.mark_non_differentiable(approx_kl)
         return loss, approx_kl
 
@@ -125,11 +125,8 @@ def _categorical(logits: torch.Tensor, actions: torch.Tensor):
 def _gaussian(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor):
     """log pi(a), entropy H of a diagonal Gaussian with state-independent log-std, and the map
     (dL/dlogp, entropy weight) -> (dL/dmean, dL/dlog_std)."""
-    ls = log_std.unsqueeze(1)
-    inv_std = torch.exp(-ls)
-    z = (actions - mean) * inv_std
-    logp = (-0.5 * z * z - ls - _LOG_SQRT_2PI).sum(-1)
-    entropy = (0.5 + _LOG_SQRT_2PI + log_std).sum(-1, keepdim=True).expand_as(logp)
+    logp, z, inv_std = gaussian_terms(mean, log_std, actions)
+    entropy = (0.5 + LOG_SQRT_2PI + log_std).sum(-1, keepdim=True).expand_as(logp)
 
     def head_grad(dlogp: torch.Tensor, entropy_weight: torch.Tensor):
         # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1, and the

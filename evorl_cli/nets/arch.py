@@ -84,7 +84,7 @@ class ArchMasks:
     width: int
     unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
-    activation_groups: list[tuple[object, torch.Tensor | None]]  # (fn, member indices or None: everyone)
+    activation_groups: list[tuple[str, torch.Tensor | None]]  # (activation, member indices or None: everyone)
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
@@ -101,26 +101,26 @@ class ArchMasks:
             layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
         present = np.unique(arch.activation)
         if len(present) == 1:
-            return cls(depth, width, unit_mask, layer_on, [(ACTIVATION_FNS[ACTIVATIONS[int(present[0])]], None)])
-        groups = [(ACTIVATION_FNS[ACTIVATIONS[int(a)]], torch.as_tensor(np.flatnonzero(arch.activation == a),
-                                                                         device=device)) for a in present]
+            return cls(depth, width, unit_mask, layer_on, [(ACTIVATIONS[int(present[0])], None)])
+        groups = [(ACTIVATIONS[int(a)], torch.as_tensor(np.flatnonzero(arch.activation == a), device=device))
+                  for a in present]
         return cls(depth, width, unit_mask, layer_on, groups)
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         """Apply each member's own activation (one op when the population agrees). With several,
         each function runs on its own members' rows only (`_grouped`)."""
         if len(self.activation_groups) == 1:
-            return self.activation_groups[0][0](z)
+            return ACTIVATION_FNS[self.activation_groups[0][0]](z)
         if torch.is_grad_enabled() and z.requires_grad:
             return _GroupedActivation.apply(z, self.activation_groups)
         return _grouped(z, self.activation_groups)
 
 
-def _grouped(z: torch.Tensor, groups: list[tuple[object, torch.Tensor]]) -> torch.Tensor:
-    """Rows of `z` through their group's function, gathered and written back group by group."""
+def _grouped(z: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+    """Rows of `z` through their group's activation, gathered and written back group by group."""
     out = torch.empty_like(z)
-    for fn, members in groups:
-        out.index_copy_(0, members, fn(z.index_select(0, members)))
+    for name, members in groups:
+        out.index_copy_(0, members, ACTIVATION_FNS[name](z.index_select(0, members)))
     return out
 
 
@@ -135,7 +135,6 @@ ACTIVATION_GRADS = {
     "silu": lambda g, z, y: _aten.silu_backward(g, z),
 }
 assert set(ACTIVATION_GRADS) == set(ACTIVATIONS)
-_GRAD_OF = {ACTIVATION_FNS[name]: grad for name, grad in ACTIVATION_GRADS.items()}
 
 
 class _GroupedActivation(torch.autograd.Function):
@@ -145,7 +144,7 @@ class _GroupedActivation(torch.autograd.Function):
     activations of every layer.)"""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, groups: list[tuple[object, torch.Tensor]]) -> torch.Tensor:
+    def forward(ctx, z: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
         out = _grouped(z, groups)
         ctx.groups = groups
         ctx.save_for_backward(z, out)
@@ -155,8 +154,8 @@ class _GroupedActivation(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         z, out = ctx.saved_tensors
         dz = torch.empty_like(grad)
-        for fn, members in ctx.groups:
-            d_rows = _GRAD_OF[fn](grad.index_select(0, members), z.index_select(0, members),
-                                  out.index_select(0, members))
+        for name, members in ctx.groups:
+            d_rows = ACTIVATION_GRADS[name](grad.index_select(0, members), z.index_select(0, members),
+                                            out.index_select(0, members))
             dz.index_copy_(0, members, d_rows)
         return dz, None

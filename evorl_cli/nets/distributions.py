@@ -16,7 +16,7 @@ import math
 
 import torch
 
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def draw_noise(shape: tuple[int, ...], discrete: bool, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -43,9 +43,17 @@ def log_prob(head: torch.Tensor, log_std: torch.Tensor | None, action: torch.Ten
     """Log-probability of `action` under head outputs [..., P, B, n]; `log_std` [P, n] or None."""
     if log_std is None:
         return torch.log_softmax(head, dim=-1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+    return gaussian_terms(head, log_std, action)[0]
+
+
+def gaussian_terms(mean: torch.Tensor, log_std: torch.Tensor,
+                   action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log-probability, standardised action z = (a - mean) / std, 1 / std) of a diagonal Gaussian;
+    the PPO objective's gradient reuses z and 1 / std."""
     ls = log_std.unsqueeze(1)
-    z = (action - head) * torch.exp(-ls)
-    return (-0.5 * z * z - ls - _LOG_SQRT_2PI).sum(-1)
+    inv_std = torch.exp(-ls)
+    z = (action - mean) * inv_std
+    return (-0.5 * z * z - ls - LOG_SQRT_2PI).sum(-1), z, inv_std
 
 
 def sample(head: torch.Tensor, log_std: torch.Tensor | None, gen: torch.Generator,
