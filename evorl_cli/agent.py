@@ -21,8 +21,14 @@ class LoadedMember:
     population: Population  # a population of one
     config: TrainConfig
     member: int
-    fitness: float | None
+    confirmed: dict | None  # the confirmation that made it the run's best (best checkpoints only)
+    fitness: float | None  # its latest selection fitness
     checkpoint: ckpt.Checkpoint
+
+    @property
+    def deterministic(self) -> bool:
+        """How the run evaluated its members (selection and confirmation)."""
+        return self.config.evolution.deterministic
 
 
 def load_member(path: str | Path, member: int | None = None, device: str = "cpu") -> LoadedMember:
@@ -31,9 +37,12 @@ def load_member(path: str | Path, member: int | None = None, device: str = "cpu"
     config = checkpoint.config
     pop = ckpt.restore_population(checkpoint, config, torch.device(device))
     members = checkpoint.meta["members"]
+    confirmed = None
     if member is None:
         if checkpoint.meta.get("kind") == "best":
-            index, fitness = 0, checkpoint.meta.get("fitness")
+            confirmed = checkpoint.meta.get("confirmed")
+            history = members[0].get("fitness_history") or []
+            index, fitness = 0, (history[-1] if history else None)
         else:  # a population file: pick the member with the best latest fitness
             last = [m["fitness_history"][-1] if m.get("fitness_history") else -np.inf for m in members]
             index = int(np.argmax(last))
@@ -45,7 +54,7 @@ def load_member(path: str | Path, member: int | None = None, device: str = "cpu"
         history = members[member].get("fitness_history") or []
         fitness = history[-1] if history else None
     pop.gather(np.array([index]))
-    return LoadedMember(pop, config, index, fitness, checkpoint)
+    return LoadedMember(pop, config, index, confirmed, fitness, checkpoint)
 
 
 class Agent:
@@ -73,8 +82,9 @@ class Agent:
     def recurrent(self) -> bool:
         return self._pop.net.recurrent
 
-    def act(self, obs, state=None, deterministic: bool = True):
-        """Action(s) for raw observation(s); returns (action, state).
+    def act(self, obs, state=None, deterministic: bool | None = None):
+        """Action(s) for raw observation(s); returns (action, state). `deterministic=None` acts as the
+        run evaluated its members (`evolution.deterministic`): the policy's confirmed score holds for that.
 
         Recurrent members: pass back the returned state with the next observation, and None at the
         start of an episode. Feed-forward members return None as state."""
@@ -83,6 +93,8 @@ class Agent:
         batch = self._prepare(array)
         if state is None:
             state = self._pop.initial_state(batch.shape[0])
+        if deterministic is None:
+            deterministic = self.loaded.deterministic
         step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic,
                              state)
         action = step.action[0].cpu().numpy()

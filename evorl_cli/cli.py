@@ -70,7 +70,7 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
 def train_command(cfg: DictConfig) -> float:
-    """`evorl train`: train a population; returns the best fitness (handy for Hydra sweepers)."""
+    """`evorl train`: train a population; returns the confirmed best score (what Hydra sweepers optimise)."""
     from evorl_cli import checkpoint as ckpt
     from evorl_cli.train import train
 
@@ -82,12 +82,12 @@ def train_command(cfg: DictConfig) -> float:
             config = resumed_config(resume.meta["config"], HydraConfig.get().overrides.task)
         else:
             config = build_train_config(cfg)
-        return train(config, run_dir, console, resume=resume).best_fitness
+        return train(config, run_dir, console, resume=resume).best_score
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")
 def eval_command(cfg: DictConfig) -> None:
-    """`evorl eval ckpt=...`: mean ± std return of a checkpointed member."""
+    """`evorl eval ckpt=...`: mean return ± standard error of a checkpointed member on fresh episodes."""
     from evorl_cli.commands import run_eval
 
     with user_errors():

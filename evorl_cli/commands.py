@@ -10,30 +10,47 @@ from rich.table import Table
 from evorl_cli import checkpoint as ckpt
 from evorl_cli.agent import load_member
 from evorl_cli.envs.batch import EnvBatch
-from evorl_cli.evaluate import evaluate
+from evorl_cli.errors import EvorlError
+from evorl_cli.fitness import EvalResult, evaluate
 
 
-def run_eval(cfg: DictConfig, console: Console) -> float:
-    """Play `episodes` episodes with one member; print a per-episode table and mean ± std."""
+def run_eval(cfg: DictConfig, console: Console) -> EvalResult:
+    """Play fresh episodes with one member and print mean return ± standard error (per-episode
+    rows with `per_episode=true`). By default it plays as many episodes, and acts the same way
+    (deterministic or sampled), as the run's confirmation did, so the two figures compare."""
     loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
-    env = EnvBatch(loaded.config.env, cfg.episodes)
+    evo = loaded.config.evolution
+    episodes = evo.confirm_episodes if cfg.episodes is None else int(cfg.episodes)
+    if episodes < 1:
+        raise EvorlError(f"episodes={episodes}: must be at least 1")
+    deterministic = loaded.deterministic if cfg.deterministic is None else bool(cfg.deterministic)
+    env = EnvBatch(loaded.config.env, episodes)
     gen = torch.Generator(device=loaded.population.device)
     gen.manual_seed(cfg.seed)
-    result = evaluate(loaded.population, env, cfg.episodes, cfg.seed, gen, cfg.deterministic, cfg.max_steps)
-    env.close()
-    trained = "" if loaded.fitness is None else f" · fitness in training {loaded.fitness:.2f}"
-    console.print(f"{loaded.config.env.id} · member {loaded.member}{trained} · {loaded.checkpoint.path}")
-    table = Table()
-    table.add_column("episode", justify="right")
-    table.add_column("return", justify="right")
-    table.add_column("length", justify="right")
-    for i, (ret, length) in enumerate(zip(result.returns[0], result.lengths[0])):
-        table.add_row(str(i), f"{ret:.2f}", str(int(length)))
-    console.print(table)
-    mean, std = float(result.returns.mean()), float(result.returns.std())
-    console.print(f"mean return {mean:.2f} ± {std:.2f} over {cfg.episodes} episodes "
-                  f"({'deterministic' if cfg.deterministic else 'sampled'} actions)")
-    return mean
+    try:
+        result = evaluate(loaded.population, env, episodes, cfg.seed, gen, deterministic, cfg.max_steps)
+    finally:
+        env.close()
+    console.print(f"{loaded.config.env.id} · member {loaded.member} · {loaded.checkpoint.path}", highlight=False)
+    if loaded.confirmed is not None:
+        c = loaded.confirmed
+        console.print(f"confirmed in training: {c['score']:.2f} ± {c['std_error']:.2f} over {c['episodes']} "
+                      f"episodes at generation {c['generation']}", highlight=False)
+    if cfg.per_episode:
+        table = Table()
+        for col in ("episode", "seed", "return", "length"):
+            table.add_column(col, justify="right")
+        for i, (ret, length) in enumerate(zip(result.returns[0], result.lengths[0])):
+            table.add_row(str(i), str(cfg.seed + i), f"{ret:.2f}", str(int(length)))
+        console.print(table)
+    actions = "deterministic" if deterministic else "sampled"
+    runs_choice = "as the run evaluated" if deterministic == loaded.deterministic else "the run evaluated " + (
+        "deterministic" if loaded.deterministic else "sampled")
+    console.print(f"mean return {result.fitness[0]:.2f} ± {result.std_error[0]:.2f} (standard error; std "
+                  f"{result.returns[0].std(ddof=1) if episodes > 1 else 0.0:.2f}) over {episodes} episodes "
+                  f"(seeds {cfg.seed}..{cfg.seed + episodes - 1}, {actions} actions, {runs_choice})",
+                  highlight=False)
+    return result
 
 
 def run_inspect(cfg: DictConfig, console: Console) -> None:
@@ -45,13 +62,17 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
     console.print(f"[bold]{checkpoint.path}[/] · format {meta['format_version']} · {meta.get('kind', '?')}")
     console.print(f"env {config.env.id} · population {config.population.size} · seed {config.seed} · "
                   f"generation {state.get('generation', meta.get('generation'))} · "
-                  f"{state.get('env_steps', meta.get('env_steps', 0)):,} env steps "
-                  f"(+{state.get('eval_steps', 0):,} evaluating) · "
-                  f"{state.get('wall_time', 0.0):.1f} s · best fitness "
-                  f"{state.get('best_fitness', meta.get('fitness')):.2f}")
+                  f"{state.get('env_steps', meta.get('env_steps', 0)):,} training env steps "
+                  f"(+{state.get('eval_steps', 0) + state.get('confirm_steps', 0):,} evaluating) · "
+                  f"{state.get('wall_time', 0.0):.1f} s", highlight=False)
+    best = state.get("best") or meta.get("confirmed")
+    if best:
+        console.print(f"confirmed best {best['score']:.2f} ± {best['std_error']:.2f} over {best['episodes']} "
+                      f"episodes at generation {best['generation']} (selection fitness then "
+                      f"{best['selection_fitness']:.2f})", highlight=False)
     table = Table(show_edge=False)
     tuned = sorted(config.hp_config) or list(meta["members"][0]["hyperparameters"])
-    for col in ("member", "fitness (latest last)", "architecture", *tuned):
+    for col in ("member", "selection fitness (latest last)", "architecture", *tuned):
         table.add_column(col)
     arch = ckpt.member_architecture(meta["members"])
     for p, member in enumerate(meta["members"]):

@@ -137,9 +137,13 @@ class PopulationConfig:
 
 @dataclass
 class EvolutionConfig:
+    """Generations, selection and confirmation (see fitness.py for why these are two numbers)."""
+
     evo_steps: int = 8192  # env steps per member between generations (rounded up to whole rollouts)
-    eval_episodes: int = 10
-    eval_deterministic: bool = True
+    selection: str = "eval"  # what ranks members: eval (selection_episodes each) | train (training returns)
+    selection_episodes: int = 10  # with selection=eval: episodes per member per generation
+    confirm_episodes: int = 100  # fresh episodes that confirm a candidate before it counts
+    deterministic: bool = True  # evaluation actions: the policy's most likely action, or sampled (false)
     eval_max_steps: Optional[int] = None  # cap on an evaluation episode; None: the env's limit
     tournament_size: int = 2
     elitism: bool = True
@@ -304,7 +308,12 @@ def validate(c: TrainConfig) -> None:
                  f"start it inside the bounds or widen them")
 
     _require(e.evo_steps >= 1, f"evolution.evo_steps={e.evo_steps}: must be at least 1")
-    _require(e.eval_episodes >= 1, f"evolution.eval_episodes={e.eval_episodes}: must be at least 1")
+    _require(e.selection in ("eval", "train"), f"evolution.selection={e.selection}: use eval or train")
+    _require(e.selection_episodes >= 1, f"evolution.selection_episodes={e.selection_episodes}: must be at least 1")
+    _require(e.confirm_episodes >= 2, f"evolution.confirm_episodes={e.confirm_episodes}: must be at least 2 "
+             "(a standard error needs two episodes; 100 is the default)")
+    _require(e.eval_max_steps is None or e.eval_max_steps >= 1,
+             f"evolution.eval_max_steps={e.eval_max_steps}: must be positive or null")
     _require(1 <= e.tournament_size <= c.population.size,
              f"evolution.tournament_size={e.tournament_size}: must be between 1 and population.size={c.population.size}")
     _require(c.checkpoint.keep >= 0, f"checkpoint.keep={c.checkpoint.keep}: must be 0 (off) or positive")

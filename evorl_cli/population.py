@@ -3,6 +3,7 @@ observation statistics, stacked on a leading member axis so that one op serves a
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +147,14 @@ class Population:
         self.hp = {k: v[idx].copy() for k, v in self.hp.items()}
         self.arch = self.arch.gather(idx)
         self.refresh_masks()
+
+    def subset(self, idx: list[int] | np.ndarray) -> "Population":
+        """A new population made of copies of members `idx` (e.g. one member to evaluate on its own);
+        this population is left as it is."""
+        sub = copy.copy(self)
+        sub.adam, sub.obs_norm, sub.reward_scale = (copy.copy(x) for x in (self.adam, self.obs_norm, self.reward_scale))
+        sub.gather(np.asarray(idx, dtype=np.int64))  # every gather replaces tensors, never writes into them
+        return sub
 
     def needed_capacity(self) -> Capacity:
         return Capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()), int(self.arch.hidden.max()))

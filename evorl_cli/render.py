@@ -69,9 +69,11 @@ def run_render(cfg: DictConfig, console: Console) -> Path:
     if cfg.fps <= 0 or cfg.episodes < 1:
         raise EvorlError("fps and episodes must be positive (e.g. fps=30 episodes=1)")
     loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
-    frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, cfg.deterministic, cfg.max_steps)
+    deterministic = loaded.deterministic if cfg.deterministic is None else bool(cfg.deterministic)
+    frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, deterministic, cfg.max_steps)
+    actions = "deterministic" if deterministic else "sampled"
     for i, ret in enumerate(returns):
-        console.print(f"episode {i}: return {ret:.2f}")
+        console.print(f"episode {i}: return {ret:.2f} ({actions} actions)")
     if cfg.out:
         out = Path(cfg.out)
     else:

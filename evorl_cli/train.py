@@ -22,7 +22,7 @@ from evorl_cli import checkpoint as ckpt
 from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
-from evorl_cli.evaluate import evaluate
+from evorl_cli.fitness import Confirmation, Judge, Purpose, derived_seed, episode_seeds, should_confirm
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
 from evorl_cli.population import Population
@@ -35,33 +35,50 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunState:
-    """Counters and lineage of a run: everything besides the population a resume needs."""
+    """Counters, lineage and confirmed scores of a run: everything besides the population a resume needs."""
 
     generation: int = 0
-    env_steps: int = 0  # training env steps, summed over members
-    eval_steps: int = 0
+    env_steps: int = 0  # training env steps, summed over members: what max_steps budgets
+    eval_steps: int = 0  # env steps of selection episodes (evolution.selection=eval)
+    confirm_steps: int = 0  # env steps of confirmation episodes
     wall_time: float = 0.0
-    best_fitness: float = -math.inf
-    best_generation: int = -1
+    eval_time: float = 0.0  # seconds of wall_time spent on selection episodes and confirmations
+    best: dict | None = None  # the confirmed best (a Confirmation), None before the first confirmation
+    confirmations: list[dict] = field(default_factory=list)  # every confirmation, in order
     reached_target: bool = False
     parents: list[int] = field(default_factory=list)
     mutations: list[str] = field(default_factory=list)
-    history: list[list[float]] = field(default_factory=list)  # fitness per generation, along each lineage
+    history: list[list[float]] = field(default_factory=list)  # selection fitness per generation, along each lineage
 
     @classmethod
     def initial(cls, size: int) -> "RunState":
         return cls(parents=[-1] * size, mutations=["init"] * size, history=[[] for _ in range(size)])
+
+    @property
+    def best_score(self) -> float:
+        return -math.inf if self.best is None else self.best["score"]
+
+    @property
+    def total_steps(self) -> int:
+        """Every env step the run played: training, selection and confirmation."""
+        return self.env_steps + self.eval_steps + self.confirm_steps
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
     generations: int
-    env_steps: int
+    env_steps: int  # training
+    eval_steps: int  # selection and confirmation
     wall_time: float
-    best_fitness: float
+    best: Confirmation | None  # the confirmed best
     reached_target: bool
     target: float | None
+
+    @property
+    def best_score(self) -> float:
+        """The confirmed best score (what sweepers optimise); -inf if nothing was confirmed."""
+        return -math.inf if self.best is None else self.best.score
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,11 +97,6 @@ def resolve_target(config: TrainConfig) -> float | None:
         return gym.spec(config.env.id).reward_threshold
     except Exception:
         return None
-
-
-def derived_seed(seed: int, *stream: int) -> int:
-    """A seed for one (purpose, generation) stream that never collides with the others."""
-    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0] % (2**31 - 1))
 
 
 class Generators:
@@ -125,12 +137,16 @@ def _save_run(path: Path, pop: Population, state: RunState, config: TrainConfig,
                "state": asdict(state), "rng": rng_meta})
 
 
-def _save_best(path: Path, pop: Population, member: int, fitness: float, state: RunState,
+def _save_best(path: Path, pop: Population, confirmation: Confirmation, state: RunState,
                config: TrainConfig) -> None:
+    """The confirmed best member, with its confirmation (score, standard error, episodes, seeds)
+    and the selection fitness it had, recorded separately."""
+    member = confirmation.member
     tensors, meta = ckpt.population_payload(pop, [member])
-    meta["members"][0]["fitness_history"] = state.history[member] + [fitness]
-    ckpt.save(path, tensors, {**meta, "kind": "best", "fitness": fitness, "generation": state.generation,
-                              "env_steps": state.env_steps,
+    meta["members"][0]["fitness_history"] = state.history[member] + [confirmation.selection_fitness]
+    ckpt.save(path, tensors, {**meta, "kind": "best", "confirmed": confirmation.as_dict(),
+                              "generation": state.generation, "env_steps": state.env_steps,
+                              "eval_steps": state.eval_steps + state.confirm_steps,
                               "config": OmegaConf.to_container(OmegaConf.structured(config))})
 
 
@@ -142,7 +158,8 @@ def _progress(enabled: bool, console: Console) -> Progress:
 
 def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
           resume: ckpt.Checkpoint | None = None) -> TrainResult:
-    """Train the population until the best member reaches the target or `max_steps` is spent."""
+    """Train the population until a confirmed score reaches the target or `max_steps` training
+    env steps are spent."""
     console = console or Console()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +169,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     size, num_envs, evo = config.population.size, config.env.num_envs, config.evolution
     target = resolve_target(config)
     env = EnvBatch(config.env, size * num_envs)
-    eval_env = EnvBatch(config.env, size * evo.eval_episodes)
+    judge = Judge(evo, config.env, size, config.seed)
     gens = Generators(config.seed, device)
 
     if resume is None:
@@ -173,17 +190,18 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     checkpoints = run_dir / "checkpoints"
     metrics = MetricsWriter(run_dir / "metrics.csv", state.generation)
     tuned = sorted(config.hp_config)
+    actions = "deterministic" if evo.deterministic else "sampled"
     if resume is None:  # so that even an interrupt during the first generation can be resumed
         _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, config, gens)
 
     with _progress(config.progress, console) as progress:
         task = progress.add_task("train", total=config.max_steps, completed=state.env_steps,
-                                 gen=state.generation, rate="-", best=f"{state.best_fitness:.1f}")
+                                 gen=state.generation, rate="-", best=_best_text(state))
         while state.env_steps < config.max_steps and not state.reached_target:
             started = time.perf_counter()
 
             # 1. PPO on fresh episodes: every member learns from its own envs, all in one batch.
-            collector.reset(derived_seed(config.seed, 1, state.generation))
+            collector.reset(episode_seeds(Purpose.TRAINING, config.seed, state.generation, size * num_envs))
             collector.episodes.clear()
             remaining = math.ceil((config.max_steps - state.env_steps) / steps_per_rollout)
             for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
@@ -198,25 +216,35 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 progress.update(task, completed=min(state.env_steps, config.max_steps),
                                 rate=f"{state.env_steps / max(elapsed, 1e-9):,.0f}")
 
-            # 2. Fitness: mean return over evaluation episodes.
-            result = evaluate(pop, eval_env, evo.eval_episodes, derived_seed(config.seed, 2, state.generation),
-                              gens.torch, evo.eval_deterministic, evo.eval_max_steps)
-            fitness = result.fitness
-            state.eval_steps += result.env_steps
-            best = int(np.argmax(fitness))
+            # 2. Selection fitness ranks the members; the top-ranked one is confirmed on fresh
+            #    episodes when it may beat the confirmed best, and only a confirmed score is reported.
+            judged = time.perf_counter()
+            train_return = collector.episodes.mean_returns()
+            fitness, steps = judge.selection_fitness(pop, train_return, state.generation, gens.torch)
+            state.eval_steps += steps
+            candidate = int(np.argmax(np.nan_to_num(fitness, nan=-np.inf)))
+            confirmation = None
+            if should_confirm(float(fitness[candidate]), state.best_score):
+                confirmation = judge.confirm(pop, candidate, state.generation, float(fitness[candidate]))
+                state.confirm_steps += confirmation.env_steps
+                state.confirmations.append(confirmation.as_dict())
+                if confirmation.score > state.best_score:
+                    state.best = confirmation.as_dict()
+                    _save_best(checkpoints / f"best{ckpt.SUFFIX}", pop, confirmation, state, config)
+            state.eval_time += time.perf_counter() - judged
+            state.reached_target = bool(target is not None and state.best_score >= target)
 
-            # 3. Report: table, metrics.csv, best-member checkpoint.
-            record = GenerationRecord(state.generation, state.env_steps,
-                                      state.wall_time + time.perf_counter() - started, fitness,
-                                      collector.episodes.mean_returns(), state.parents, state.mutations)
+            # 3. Report: table, metrics.csv.
+            record = GenerationRecord(state.generation, state.env_steps, state.eval_steps, state.confirm_steps,
+                                      state.wall_time + time.perf_counter() - started, state.eval_time,
+                                      fitness, train_return, state.parents, state.mutations, confirmation,
+                                      state.best)
             metrics.write(record, pop)
-            progress.console.print(generation_table(record, pop, tuned))
-            log.info("generation %d: %d env steps, %.1f s, fitness %s, best member %d (%s)", state.generation,
-                     state.env_steps, record.wall_time, np.round(fitness, 2).tolist(), best, pop.arch.describe(best))
-            if fitness[best] > state.best_fitness:
-                state.best_fitness, state.best_generation = float(fitness[best]), state.generation
-                _save_best(checkpoints / f"best{ckpt.SUFFIX}", pop, best, float(fitness[best]), state, config)
-            state.reached_target = bool(target is not None and fitness[best] >= target)
+            progress.console.print(generation_table(record, pop, tuned, evo.selection))
+            log.info("generation %d: %d training + %d evaluation env steps, %.1f s, selection fitness %s, "
+                     "candidate %d (%s)%s", state.generation, state.env_steps, state.eval_steps + state.confirm_steps,
+                     record.wall_time, np.round(fitness, 2).tolist(), candidate, pop.arch.describe(candidate),
+                     "" if confirmation is None else f" confirmed {confirmation.describe()}")
             state.history = [h + [float(f)] for h, f in zip(state.history, fitness)]
 
             # 4. Evolve: tournament with elitism picks parents, then each non-elite child mutates.
@@ -232,15 +260,23 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, config, gens)
             if config.checkpoint.keep and state.generation % config.checkpoint.keep == 0:
                 _save_run(checkpoints / f"gen_{state.generation:04d}{ckpt.SUFFIX}", pop, state, config, gens)
-            progress.update(task, gen=state.generation, best=f"{state.best_fitness:.1f}")
+            progress.update(task, gen=state.generation, best=_best_text(state))
 
-    outcome = (f"reached target {target:g}" if state.reached_target else "step budget spent")
-    log.info("%s: best fitness %.2f at generation %d, %d env steps, %.1f s", outcome, state.best_fitness,
-             state.best_generation, state.env_steps, state.wall_time)
-    console.print(f"[bold]{outcome}[/]: best fitness {state.best_fitness:.2f} at generation "
-                  f"{state.best_generation} · {state.env_steps:,} env steps · {state.wall_time:.1f} s · "
-                  f"run directory {run_dir}")
+    best = None if state.best is None else Confirmation(**state.best)
+    outcome = f"reached target {target:g}" if state.reached_target else "step budget spent"
+    confirmed = ("nothing confirmed" if best is None else
+                 f"confirmed best {best.describe()} over {best.episodes} fresh episodes ({actions} actions) "
+                 f"at generation {best.generation}")
+    evaluated = state.eval_steps + state.confirm_steps
+    log.info("%s: %s; %d training + %d evaluation env steps, %.1f s (%.1f s evaluating)", outcome, confirmed,
+             state.env_steps, evaluated, state.wall_time, state.eval_time)
+    console.print(f"[bold]{outcome}[/]: {confirmed} · {state.env_steps:,} training + {evaluated:,} evaluation "
+                  f"env steps · {state.wall_time:.1f} s · run directory {run_dir}", highlight=False)
     env.close()
-    eval_env.close()
-    return TrainResult(run_dir, state.generation, state.env_steps, state.wall_time, state.best_fitness,
+    judge.close()
+    return TrainResult(run_dir, state.generation, state.env_steps, evaluated, state.wall_time, best,
                        state.reached_target, target)
+
+
+def _best_text(state: RunState) -> str:
+    return "-" if state.best is None else f"{state.best['score']:.1f}±{state.best['std_error']:.1f}"

@@ -17,7 +17,7 @@ def tiny_config(**overrides) -> TrainConfig:
         "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "gymnasium"},
         "population": {"size": 2},
         "algo": {"rollout_steps": 32, "batch_size": 32},
-        "evolution": {"evo_steps": 64, "eval_episodes": 2, "eval_max_steps": 50},
+        "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 50},
         "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}, "batch_size": {"min": 8, "max": 64}},
         "max_steps": 512,
         "progress": False,

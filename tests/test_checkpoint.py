@@ -45,7 +45,7 @@ TINY = {
     "population": {"size": 2},
     "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "gymnasium"},
     "algo": {"rollout_steps": 32, "batch_size": 32, "normalize_obs": True},
-    "evolution": {"evo_steps": 64, "eval_episodes": 2, "eval_max_steps": 50},
+    "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 50},
     "hp_config": {"lr": {"min": 1e-4, "max": 1e-2},
                   "batch_size": {"min": 16, "max": 64},
                   "ent_coef": {"min": 0.0, "max": 0.05}},
@@ -462,7 +462,7 @@ RESUME_CFG = tiny(evolution={"evo_steps": 128})
 def _rows_without_wall_time(path: Path) -> list[dict]:
     rows = read_rows(path)
     for row in rows:
-        assert float(row.pop("wall_time")) >= 0
+        assert float(row.pop("wall_time")) >= float(row.pop("eval_time")) >= 0
     return rows
 
 
@@ -479,7 +479,9 @@ def test_resume_is_equivalent_to_running_straight_through(tmp_path):
     assert config.max_steps == 1024
     result_b2 = train(config, run_b, quiet(), resume=ckpt)
     assert result_b2.generations == 4 and result_b2.env_steps == 1024
-    assert result_b2.best_fitness == result_a.best_fitness
+    assert result_b2.best_score == result_a.best_score
+    # The confirmed best and every confirmation survive the resume.
+    assert result_b2.best == result_a.best and result_a.best is not None
 
     for name in ("latest", "best"):
         a = checkpoint.load(run_a / "checkpoints" / f"{name}.safetensors")
@@ -490,6 +492,7 @@ def test_resume_is_equivalent_to_running_straight_through(tmp_path):
         meta_a, meta_b = copy.deepcopy(a.meta), copy.deepcopy(b.meta)
         for meta in (meta_a, meta_b):
             meta.get("state", {}).pop("wall_time", None)
+            meta.get("state", {}).pop("eval_time", None)
             # best.safetensors may date from B's first leg, written under that leg's budget.
             meta["config"].pop("max_steps")
         assert meta_a == meta_b, name
@@ -506,7 +509,7 @@ def test_resume_rejects_changes_that_make_another_run(trained_run):
         with pytest.raises(EvorlError) as exc:
             resumed_config(saved, [override])
         assert_one_line(exc, "cannot change when resuming")
-    assert resumed_config(saved, ["evolution.eval_episodes=3"]).evolution.eval_episodes == 3
+    assert resumed_config(saved, ["evolution.selection_episodes=3"]).evolution.selection_episodes == 3
 
 
 def test_resume_after_interrupt_between_metrics_and_checkpoint(tmp_path, monkeypatch):
@@ -545,7 +548,7 @@ def test_load_builds_observations_as_the_run_did(tmp_path):
         "env": {"name": "blackjack", "id": "Blackjack-v1", "num_envs": 2, "backend": "gymnasium",
                 "wrappers": [{"_target_": "gymnasium.wrappers.FlattenObservation"}]},
         "population": {"size": 2}, "algo": {"rollout_steps": 16, "batch_size": 16},
-        "evolution": {"evo_steps": 32, "eval_episodes": 2}, "max_steps": 64, "progress": False})
+        "evolution": {"evo_steps": 32, "selection_episodes": 2, "confirm_episodes": 4}, "max_steps": 64, "progress": False})
     train(config, tmp_path, Console(quiet=True))
     agent = evorl_cli.load(tmp_path)
     env = gym.wrappers.FlattenObservation(gym.make("Blackjack-v1"))

@@ -22,10 +22,11 @@ from evorl_cli.config import MUTABLE_HPS
 CLI = [sys.executable, "-m", "evorl_cli.cli"]
 # 2 members x 2 envs x 32 steps = 128 env steps per generation (evo_steps=64 -> one rollout).
 TINY = ["env=cartpole", "population.size=2", "env.num_envs=2", "algo.rollout_steps=32", "algo.batch_size=32",
-        "evolution.evo_steps=64", "evolution.eval_episodes=2", "evolution.eval_max_steps=50", "progress=false",
+        "evolution.evo_steps=64", "evolution.selection_episodes=2", "evolution.confirm_episodes=4", "evolution.eval_max_steps=50", "progress=false",
         "env.backend=gymnasium", "device=cpu"]
 STEPS_PER_GENERATION = 128
-METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "wall_time", "fitness",
+METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "eval_steps", "confirm_steps",
+                   "wall_time", "eval_time", "fitness", "confirmed_score", "confirmed_se", "best_score", "best_se",
                    "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
 
 
@@ -81,7 +82,13 @@ def test_train_writes_run_directory(trained_run):
     for row in rows:
         assert int(row["env_steps"]) == (int(row["generation"]) + 1) * STEPS_PER_GENERATION
         assert 0 < float(row["fitness"]) <= 50  # eval episodes capped at 50 steps
+        assert 0 < float(row["best_score"]) <= 50 and float(row["best_se"]) >= 0
         assert row["hidden_sizes"] and row["activation"]
+    for g in range(2):  # 2 members x 2 selection episodes a generation, each at most 50 steps
+        eval_steps = {int(r["eval_steps"]) for r in rows if int(r["generation"]) == g}
+        assert len(eval_steps) == 1 and 4 * (g + 1) <= eval_steps.pop() <= 200 * (g + 1)
+    confirmed = [r for r in rows if r["confirmed_score"]]
+    assert confirmed and confirmed[0]["generation"] == "0"  # the first candidate is always confirmed
     assert {r["mutation"] for r in rows if r["generation"] == "0"} == {"init"}
 
 
@@ -90,7 +97,11 @@ def test_eval(trained_run, tmp_path):
     match = re.search(r"mean return (-?\d+(?:\.\d+)?)", proc.stdout)
     assert match, proc.stdout
     assert 0 < float(match.group(1)) <= 500
-    assert "over 3 episodes" in proc.stdout
+    assert "over 3 episodes" in proc.stdout and "deterministic actions, as the run evaluated" in proc.stdout
+    assert "confirmed in training" in proc.stdout
+    assert "episode" not in proc.stdout.split("mean return")[0].lower().replace("episodes", ""), "no per-episode rows"
+    rows = ok(evorl("eval", f"ckpt={trained_run}", "episodes=3", "per_episode=true", cwd=tmp_path)).stdout
+    assert len(re.findall(r"^│\s+[0-2] │\s+[0-2] │", rows, flags=re.M)) == 3, rows
     assert list(tmp_path.iterdir()) == [], "eval must not write anything"
 
 

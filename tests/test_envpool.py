@@ -207,11 +207,11 @@ def test_train_two_generations(tmp_path):
         "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "envpool"},
         "population": {"size": 2},
         "algo": {"rollout_steps": 32, "batch_size": 32},
-        "evolution": {"evo_steps": 64, "eval_episodes": 2, "eval_max_steps": 50},
+        "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 50},
         "max_steps": 256,
         "progress": False,
     })
     result = train(config, tmp_path, Console(quiet=True))
     assert result.generations == 2
     assert result.env_steps >= 256
-    assert np.isfinite(result.best_fitness)
+    assert np.isfinite(result.best_score)

@@ -23,18 +23,18 @@ def _config(*overrides):
 @pytest.mark.parametrize("env, budget", [("acrobot", 600_000), ("cartpole", 600_000)])
 def test_defaults_reach_the_target(env, budget, tmp_path):
     result = train(_config(f"env={env}", f"max_steps={budget}"), tmp_path, Console(quiet=True))
-    assert result.reached_target, f"{env}: best fitness {result.best_fitness} after {result.env_steps} steps"
+    assert result.reached_target, f"{env}: best fitness {result.best_score} after {result.env_steps} steps"
 
 
 def test_pendulum_continuous_actions_learn(tmp_path):
     result = train(_config("env=pendulum", "max_steps=1500000"), tmp_path, Console(quiet=True))
-    assert result.reached_target, f"best fitness {result.best_fitness} after {result.env_steps} steps"
+    assert result.reached_target, f"best fitness {result.best_score} after {result.env_steps} steps"
 
 
 def test_pendulum_novel_lstm_reaches_the_target(tmp_path):
     """The tutorial's task: Pendulum with its velocity hidden, solved by recurrent PPO."""
     result = train(_config("env=pendulum_novel", "net=lstm", "max_steps=3000000"), tmp_path, Console(quiet=True))
-    assert result.reached_target, f"best fitness {result.best_fitness} after {result.env_steps} steps"
+    assert result.reached_target, f"best fitness {result.best_score} after {result.env_steps} steps"
 
 
 def test_memory_task_needs_recurrence(tmp_path):
@@ -43,5 +43,5 @@ def test_memory_task_needs_recurrence(tmp_path):
                  Console(quiet=True))
     mlp = train(_config("env=cartpole_novel", "net=mlp", "max_steps=400000", "env.target=1e9"), tmp_path / "mlp",
                 Console(quiet=True))
-    assert lstm.reached_target and lstm.best_fitness >= 475, lstm
-    assert mlp.best_fitness < 300, mlp
+    assert lstm.reached_target and lstm.best_score >= 475, lstm
+    assert mlp.best_score < 300, mlp

@@ -165,4 +165,4 @@ def test_cnn_population_learns_the_image_task(tmp_path):
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose("train", overrides=["env=pixel_quadrant", "net=cnn", "progress=false", "max_steps=60000"])
     result = train(build_train_config(cfg), tmp_path, Console(quiet=True))
-    assert result.reached_target and result.best_fitness >= 15, result
+    assert result.reached_target and result.best_score >= 15, result

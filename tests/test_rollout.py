@@ -10,7 +10,7 @@ import torch
 from helpers import tiny_config
 
 from evorl_cli.envs.batch import EnvBatch, observation_encoder
-from evorl_cli.evaluate import evaluate
+from evorl_cli.fitness import evaluate
 from evorl_cli.population import Population
 from evorl_cli.rollout import RolloutCollector, members_first
 

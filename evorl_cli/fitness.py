@@ -1,0 +1,183 @@
+"""Fitness: the cheap selection fitness that ranks members, and the confirmed score evorl reports.
+
+Two different numbers, never one. Selection may be noisy (tournaments tolerate noise), but the
+maximum of many noisy means is biased upwards (the winner's curse), so the score a run reports,
+stops on, saves as `best` and returns to sweepers is always a re-measurement of one member on fresh
+episodes, seeded apart from every episode selection used, with its standard error.
+
+Episode seeds of each purpose come from their own block of seeds, so training, selection and
+confirmation episodes can never share a starting state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from evorl_cli.config import EnvConfig, EvolutionConfig
+from evorl_cli.envs.batch import EnvBatch
+from evorl_cli.population import Population
+
+SELECTION_KINDS = ("eval", "train")  # evolution.selection
+SEED_BLOCK = 2**28  # seeds per purpose; each purpose's episodes start at purpose * SEED_BLOCK
+
+
+class Purpose(IntEnum):
+    """What an episode is played for; each has its own block of env seeds."""
+
+    TRAINING = 0
+    SELECTION = 1
+    CONFIRMATION = 2
+
+
+def derived_seed(seed: int, *stream: int) -> int:
+    """A seed for one (purpose, generation, ...) stream that never collides with the others."""
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0] % (2**31 - 1))
+
+
+def episode_seeds(purpose: Purpose, run_seed: int, generation: int, count: int) -> list[int]:
+    """`count` consecutive env seeds for one generation's episodes of `purpose`, inside its block."""
+    offset = derived_seed(run_seed, 10 + int(purpose), generation) % (SEED_BLOCK - count)
+    start = int(purpose) * SEED_BLOCK + offset
+    return list(range(start, start + count))
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray  # [P, E] return of each episode
+    lengths: np.ndarray  # [P, E]
+
+    @property
+    def fitness(self) -> np.ndarray:
+        return self.returns.mean(axis=1)
+
+    @property
+    def std_error(self) -> np.ndarray:
+        """Standard error of each member's mean return (0 with a single episode)."""
+        episodes = self.returns.shape[1]
+        if episodes < 2:
+            return np.zeros(self.returns.shape[0])
+        return self.returns.std(axis=1, ddof=1) / math.sqrt(episodes)
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+@torch.no_grad()
+def evaluate(pop: Population, env: EnvBatch, episodes: int, seed: int | Sequence[int], gen: torch.Generator,
+             deterministic: bool = True, max_steps: int | None = None) -> EvalResult:
+    """Run one episode in each of the P x E sub-envs of `env` and return every return.
+
+    Each member meets the same E starting states (episode j is seeded `seed + j`, or `seed[j]` for
+    a list), so fitness differences come from the policies, not from luck of the draw.
+    """
+    size = pop.size
+    per_episode = [seed + j for j in range(episodes)] if isinstance(seed, int) else list(seed)
+    assert len(per_episode) == episodes and env.num_envs == size * episodes
+    obs = env.reset(per_episode * size)
+    finished = np.zeros(size * episodes, dtype=bool)
+    returns = np.zeros(size * episodes)
+    lengths = np.zeros(size * episodes, dtype=np.int64)
+    steps = 0
+    state = pop.initial_state(episodes)  # carried through each episode (each env plays one)
+    while not finished.all() and (max_steps is None or steps < max_steps):
+        member_obs = torch.as_tensor(obs, device=pop.device).view(size, episodes, -1)
+        step = pop.act(member_obs, gen, deterministic, state)
+        action, state = step.action, step.state
+        tr = env.step(action.cpu().numpy().reshape(size * episodes, *action.shape[2:]))
+        running = ~finished
+        returns += tr.reward * running
+        lengths += running
+        finished |= tr.terminated | tr.truncated
+        obs = tr.obs
+        steps += 1
+    return EvalResult(returns.reshape(size, episodes), lengths.reshape(size, episodes))
+
+
+@dataclass
+class Confirmation:
+    """A member's score re-measured on fresh episodes: what evorl reports. Everything needed to
+    play the same episodes again is recorded (`first_seed` .. `first_seed + episodes - 1`, and the
+    action-sampling seed), so the score can be re-checked from a checkpoint."""
+
+    generation: int
+    member: int  # slot during that generation
+    selection_fitness: float  # what selection saw, for comparison
+    score: float  # mean return over the confirmation episodes
+    std_error: float
+    episodes: int
+    first_seed: int
+    action_seed: int
+    deterministic: bool
+    env_steps: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"{self.score:.2f} ± {self.std_error:.2f}"
+
+
+def confirm(pop: Population, member: int, env: EnvBatch, run_seed: int, generation: int,
+            deterministic: bool, max_steps: int | None, selection_fitness: float = math.nan) -> Confirmation:
+    """Re-measure `member` on `env.num_envs` fresh confirmation episodes (seeded apart from selection)."""
+    episodes = env.num_envs
+    seeds = episode_seeds(Purpose.CONFIRMATION, run_seed, generation, episodes)
+    action_seed = derived_seed(run_seed, 20, generation)
+    result = replay_confirmation(pop.subset([member]), env, seeds[0], episodes, action_seed, deterministic,
+                                 max_steps)
+    return Confirmation(generation, member, float(selection_fitness), float(result.fitness[0]),
+                        float(result.std_error[0]), episodes, seeds[0], action_seed, deterministic,
+                        result.env_steps)
+
+
+def replay_confirmation(single: Population, env: EnvBatch, first_seed: int, episodes: int, action_seed: int,
+                        deterministic: bool, max_steps: int | None) -> EvalResult:
+    """Play a confirmation's episodes with a population of one member (also how a recorded
+    confirmation is re-checked from a checkpoint)."""
+    gen = torch.Generator(device=single.device)
+    gen.manual_seed(action_seed)
+    return evaluate(single, env, episodes, first_seed, gen, deterministic, max_steps)
+
+
+def should_confirm(candidate_fitness: float, best_score: float) -> bool:
+    """Confirm the generation's top-ranked member when it may beat the confirmed best: its selection
+    fitness is higher, or unknown (no finished episode to judge it by)."""
+    return math.isnan(candidate_fitness) or candidate_fitness > best_score
+
+
+class Judge:
+    """Owns the evaluation envs of a run and turns members into selection fitness and confirmations."""
+
+    def __init__(self, evo: EvolutionConfig, env_cfg: EnvConfig, size: int, run_seed: int) -> None:
+        self.evo, self.run_seed = evo, run_seed
+        self.selection_env = EnvBatch(env_cfg, size * evo.selection_episodes) if evo.selection == "eval" else None
+        self.confirm_env = EnvBatch(env_cfg, evo.confirm_episodes)
+
+    def selection_fitness(self, pop: Population, train_returns: np.ndarray, generation: int,
+                          gen: torch.Generator) -> tuple[np.ndarray, int]:
+        """Each member's selection fitness and the env steps it cost: `train` takes the mean return
+        of the training episodes each member just finished (free, NaN where none finished); `eval`
+        plays `selection_episodes` episodes per member, the same starts for every member."""
+        if self.selection_env is None:
+            return train_returns, 0
+        episodes = self.evo.selection_episodes
+        seeds = episode_seeds(Purpose.SELECTION, self.run_seed, generation, episodes)
+        result = evaluate(pop, self.selection_env, episodes, seeds, gen, self.evo.deterministic,
+                          self.evo.eval_max_steps)
+        return result.fitness, result.env_steps
+
+    def confirm(self, pop: Population, member: int, generation: int, selection_fitness: float) -> Confirmation:
+        return confirm(pop, member, self.confirm_env, self.run_seed, generation, self.evo.deterministic,
+                       self.evo.eval_max_steps, selection_fitness)
+
+    def close(self) -> None:
+        for env in (self.selection_env, self.confirm_env):
+            if env is not None:
+                env.close()
