@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -157,9 +158,11 @@ def _progress(enabled: bool, console: Console) -> Progress:
 
 
 def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
-          resume: ckpt.Checkpoint | None = None) -> TrainResult:
+          resume: ckpt.Checkpoint | None = None,
+          observer: Callable[[Population, GenerationRecord], None] | None = None) -> TrainResult:
     """Train the population until a confirmed score reaches the target or `max_steps` training
-    env steps are spent."""
+    env steps are spent. `observer` (benchmarks, notebooks) sees the population and the record of
+    every generation before selection changes it; it must not touch the run's generators."""
     console = console or Console()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +243,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                                       fitness, train_return, state.parents, state.mutations, confirmation,
                                       state.best)
             metrics.write(record, pop)
+            if observer is not None:
+                observer(pop, record)
             progress.console.print(generation_table(record, pop, tuned, evo.selection))
             log.info("generation %d: %d training + %d evaluation env steps, %.1f s, selection fitness %s, "
                      "candidate %d (%s)%s", state.generation, state.env_steps, state.eval_steps + state.confirm_steps,
