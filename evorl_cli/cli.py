@@ -183,6 +183,22 @@ def _expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
     return [list(c) for c in itertools.islice(itertools.product(*choices), limit)]
 
 
+def _preflight_train(cfg: DictConfig) -> None:
+    """The train checks of one composed config: values, env id, device, then the env itself."""
+    from evorl_cli.checks import check_net_fits, probe_env
+    from evorl_cli.envs.batch import check_env_id
+    from evorl_cli.train import resolve_device
+
+    if cfg.resume:
+        if not Path(cfg.resume).exists():
+            raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+        return
+    config = build_train_config(cfg)
+    check_env_id(config.env.id, config.env.backend)
+    resolve_device(config.device)
+    check_net_fits(config.net, config.env.id, probe_env(config.env))
+
+
 def preflight(command: str, args: list[str]) -> None:
     """Compose and validate `args` (every sweep combination with -m); raise EvorlError on bad input."""
     from hydra import compose, initialize_config_dir
@@ -204,17 +220,7 @@ def preflight(command: str, args: list[str]) -> None:
                 except Exception as exc:
                     raise EvorlError(_compose_error(exc, command)) from None
                 if command == "train":
-                    if cfg.resume:
-                        if not Path(cfg.resume).exists():
-                            raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
-                    else:
-                        from evorl_cli.envs.batch import check_env_id
-
-                        from evorl_cli.train import resolve_device
-
-                        config = build_train_config(cfg)
-                        check_env_id(config.env.id, config.env.backend)
-                        resolve_device(config.device)
+                    _preflight_train(cfg)
                 elif OmegaConf.is_missing(cfg, "ckpt"):
                     raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():

@@ -178,6 +178,8 @@ BAD = [
     ("train", "-m", "algo.lr=0.001,-1"),  # a bad combination stops the sweep before any job runs
     ("train", "net=lstm", "algo.max_seq_len=7"),
     ("train", "net=nope"),
+    ("train", "env=acrobot", "net=cnn"),  # a CNN on a vector observation
+    ("train", "env=pixel_quadrant", "net=mlp"),  # images without a CNN
     ("eval",),
     ("eval", "ckpt={tmp}/missing"),
     ("render", "ckpt={tmp}/notes.txt"),
@@ -211,6 +213,18 @@ def test_bad_input_messages_name_the_problem(tmp_path):
     assert "nope" in proc.stderr and "cartpole" in proc.stderr
     proc = evorl("train", "algo.lr=-0.1", cwd=tmp_path)
     assert "algo.lr" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_net_that_does_not_fit_the_observations_names_the_fix(tmp_path):
+    obs_dim = gym.make("Acrobot-v1").observation_space.shape[0]  # the oracle: what Gymnasium says it observes
+    proc = evorl("train", "env=acrobot", "net=cnn", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"net=cnn needs image observations; Acrobot-v1 observes a vector of {obs_dim}: use net=mlp" in proc.stderr
+    proc = evorl("train", "env=pixel_quadrant", "net=lstm", cwd=tmp_path)
+    assert proc.returncode == 2
+    height, width, channels = gym.make("evorl/PixelQuadrant-v0").observation_space.shape
+    assert f"observes images ({channels}x{height}x{width})" in proc.stderr and "use net=cnn" in proc.stderr
     assert list(tmp_path.iterdir()) == []
 
 

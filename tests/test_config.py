@@ -78,3 +78,11 @@ def test_resume_accepts_budget_changes_but_not_a_different_run():
 def test_a_start_value_outside_its_mutation_bounds_is_rejected():
     with pytest.raises(EvorlError, match="outside hp_config.ent_coef"):
         tiny_config(**{"algo.ent_coef": 0.0, "hp_config.ent_coef": {"min": 0.001, "max": 0.01}})
+
+
+@pytest.mark.parametrize("env, net", [("acrobot", "mlp"), ("pendulum", "lstm"), ("pixel_quadrant", "cnn"),
+                                      ("pixel_quadrant", "cnn_lstm")])
+def test_preflight_accepts_a_net_that_fits_the_observations(env, net):
+    from evorl_cli.cli import preflight
+
+    preflight("train", [f"env={env}", f"net={net}"])  # raises EvorlError otherwise
