@@ -7,7 +7,10 @@ names the fix. Hydra stays in `cli.py`: these take plain paths and dataclasses.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from evorl_cli.config import EnvConfig, NetConfig
 from evorl_cli.errors import EvorlError
@@ -48,3 +51,28 @@ def check_net_fits(net: NetConfig, env_id: str, probe: EnvProbe) -> None:
         c, h, w = probe.image
         raise EvorlError(f"{env_id} observes images ({c}x{h}x{w}) and net={net.name} has no convolutions "
                          "(net.cnn is null): use net=cnn or net=cnn_lstm")
+
+
+def check_output_dir(key: str, path: str) -> None:
+    """`path` (the value of `key`) exists as a writable directory or can be made: probed by making
+    and removing a temporary directory in its nearest existing ancestor, so nothing is left behind.
+
+    Permission bits alone would not do: root passes every access() check, yet cannot make a
+    directory under /proc or on a read-only mount.
+    """
+    fix = f"set {key} to a writable location, e.g. {key}=outputs/run1"
+    try:
+        target = Path(os.path.abspath(os.path.expanduser(path)))
+    except OSError as exc:  # the working directory itself is gone
+        raise EvorlError(f"{key}={path}: cannot resolve it ({exc.strerror}): {fix}") from None
+    existing = target
+    while not os.path.exists(existing):  # the root always exists, so this ends
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == target else f"lies under the file {existing}"
+        raise EvorlError(f"{key}={path} {what}, not a directory: {fix}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".evorl-write-check-", dir=existing))
+    except OSError as exc:
+        raise EvorlError(f"{key}={path} cannot be created: making a directory in {existing} fails "
+                         f"({exc.strerror or type(exc).__name__}): {fix}") from None

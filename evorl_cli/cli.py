@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from evorl_cli.config import build_train_config, register_schemas
@@ -183,17 +183,37 @@ def _expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
     return [list(c) for c in itertools.islice(itertools.product(*choices), limit)]
 
 
-def _preflight_train(cfg: DictConfig) -> None:
-    """The train checks of one composed config: values, env id, device, then the env itself."""
-    from evorl_cli.checks import check_net_fits, probe_env
+def _output_dir(cfg: DictConfig, multirun: bool) -> tuple[str, str]:
+    """(key, resolved path) of the directory Hydra will create for this job: hydra.sweep.dir for a
+    multirun, hydra.run.dir otherwise. `cfg` is composed with its `hydra` node."""
+    from hydra.types import RunMode
+
+    key = "sweep" if multirun or cfg.hydra.mode == RunMode.MULTIRUN else "run"
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} in the path resolves as in the real run
+    try:
+        return f"hydra.{key}.dir", str(cfg.hydra[key].dir)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvorlError(f"hydra.{key}.dir: cannot resolve the output directory: {reason}") from None
+
+
+def _preflight_train(cfg: DictConfig, multirun: bool) -> None:
+    """The train checks of one composed config (with its `hydra` node): values, env id, device,
+    the output directory, then the env itself."""
+    from evorl_cli.checks import check_net_fits, check_output_dir, probe_env
     from evorl_cli.envs.batch import check_env_id
     from evorl_cli.train import resolve_device
 
+    out_key, out_dir = _output_dir(cfg, multirun)
+    with open_dict(cfg):
+        del cfg["hydra"]  # not part of the run's config schema
     if cfg.resume:
         if not Path(cfg.resume).exists():
             raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+        check_output_dir(out_key, out_dir)
         return
     config = build_train_config(cfg)
+    check_output_dir(out_key, out_dir)
     check_env_id(config.env.id, config.env.backend)
     resolve_device(config.device)
     check_net_fits(config.net, config.env.id, probe_env(config.env))
@@ -216,11 +236,11 @@ def preflight(command: str, args: list[str]) -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             for combo in combos:
                 try:
-                    cfg = compose(config_name=command, overrides=combo)
+                    cfg = compose(config_name=command, overrides=combo, return_hydra_config=command == "train")
                 except Exception as exc:
                     raise EvorlError(_compose_error(exc, command)) from None
                 if command == "train":
-                    _preflight_train(cfg)
+                    _preflight_train(cfg, multirun=len(overrides) < len(args))
                 elif OmegaConf.is_missing(cfg, "ckpt"):
                     raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():

@@ -223,9 +223,40 @@ def test_a_net_that_does_not_fit_the_observations_names_the_fix(tmp_path):
     assert f"net=cnn needs image observations; Acrobot-v1 observes a vector of {obs_dim}: use net=mlp" in proc.stderr
     proc = evorl("train", "env=pixel_quadrant", "net=lstm", cwd=tmp_path)
     assert proc.returncode == 2
+    import evorl_cli.envs  # noqa: F401  registers evorl/PixelQuadrant-v0
+
     height, width, channels = gym.make("evorl/PixelQuadrant-v0").observation_space.shape
     assert f"observes images ({channels}x{height}x{width})" in proc.stderr and "use net=cnn" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _unwritable_dirs(tmp_path: Path) -> list[str]:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where a directory would go\n")
+    dirs = [str(blocker / "run")]
+    if Path("/proc/self").is_dir():  # Linux: nobody, root included, can make a directory in /proc
+        dirs.append("/proc/evorl-nope")
+    for path in dirs:  # the oracle: the operating system refuses to make them
+        with pytest.raises(OSError):
+            os.makedirs(path)
+    return dirs
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_an_output_directory_that_cannot_be_made_is_refused_up_front(tmp_path, multirun):
+    for path in _unwritable_dirs(tmp_path):
+        if multirun:
+            proc = evorl("train", "-m", "seed=0,1", f"hydra.sweep.dir={path}", cwd=tmp_path)
+            key = "hydra.sweep.dir"
+        else:
+            proc = evorl("train", f"hydra.run.dir={path}", cwd=tmp_path)
+            key = "hydra.run.dir"
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {key}={path}"), proc.stderr
+        assert f"set {key} to a writable location" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "nothing may be left behind"
+    assert not [p for p in Path("/proc").glob(".evorl-write-check-*")]
 
 
 # --- interrupt and resume -------------------------------------------------------------------------
