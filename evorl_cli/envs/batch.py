@@ -121,6 +121,31 @@ class EnvBatch:
             self._obs_mask[list(cfg.mask_indices)] = 0.0
 
     @staticmethod
+    def _batched_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv | None:
+        """Our batched NumPy env when it can apply everything `cfg` asks for, else None (backend=auto
+        then uses Gymnasium's env); backend=numpy raises instead, as no setting may be dropped."""
+        from evorl_cli.envs.classic import BATCHED_ENVS, batched_options, make_batched_env
+
+        options = batched_options(cfg.id)
+        unknown = sorted(set(cfg.kwargs) - (options or set()))
+        if cfg.backend == "numpy":
+            if options is None:
+                raise EvorlError(f"env.backend=numpy: no batched implementation of {cfg.id} "
+                                 f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
+            if cfg.wrappers:
+                raise EvorlError("env.backend=numpy cannot apply env.wrappers; use env.backend=auto or gymnasium")
+            if unknown:
+                takes = f"it takes {', '.join(sorted(options))}" if options else "it takes none"
+                raise EvorlError(f"env.backend=numpy: the batched {cfg.id} has no option env.kwargs.{unknown[0]} "
+                                 f"({takes}); use env.backend=auto or gymnasium")
+        elif options is None or cfg.wrappers or unknown:
+            return None
+        try:
+            return make_batched_env(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
+        except (TypeError, ValueError) as exc:  # an option of the wrong type, e.g. env.kwargs.g=abc
+            raise EvorlError(f"env.kwargs={dict(cfg.kwargs)}: {cfg.id} rejects them: {exc}") from None
+
+    @staticmethod
     def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:
         if cfg.backend == "envpool":
             from evorl_cli.envs.envpool_env import EnvPoolVectorEnv
@@ -130,17 +155,11 @@ class EnvBatch:
                                  "env.backend=gymnasium, or EnvPool's own options through env.kwargs")
             return EnvPoolVectorEnv(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps,
                                     kwargs=dict(cfg.kwargs), render_mode=render_mode)
-        use_numpy = cfg.backend == "numpy" or (
-            cfg.backend == "auto" and not cfg.wrappers and not cfg.kwargs and render_mode is None)
-        if use_numpy:
-            from evorl_cli.envs.classic import BATCHED_ENVS, make_batched_env
-
-            env = make_batched_env(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps)
+        # The batched envs do not render, so watching an episode always takes Gymnasium's env.
+        if cfg.backend in ("numpy", "auto") and render_mode is None:
+            env = EnvBatch._batched_env(cfg, num_envs)
             if env is not None:
                 return env
-            if cfg.backend == "numpy":
-                raise EvorlError(f"env.backend=numpy: no batched implementation of {cfg.id} "
-                                 f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
 
         def make_one() -> gym.Env:
             kwargs = dict(cfg.kwargs)
