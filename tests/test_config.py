@@ -86,3 +86,28 @@ def test_preflight_accepts_a_net_that_fits_the_observations(env, net):
     from evorl_cli.cli import preflight
 
     preflight("train", [f"env={env}", f"net={net}"])  # raises EvorlError otherwise
+
+
+@pytest.mark.parametrize("backend", ["auto", "gymnasium"])
+@pytest.mark.parametrize("override", ["env.kwargs.g=2.0", "+env.kwargs.g=2.0"], ids=["plain", "plus"])
+def test_env_kwargs_take_new_keys_with_or_without_plus_and_reach_the_env(override, backend):
+    from evorl_cli.envs.batch import EnvBatch
+
+    config = build_train_config(_compose(["env=pendulum", override, f"env.backend={backend}"]))
+    assert config.env.kwargs == {"g": 2.0}
+    env = EnvBatch(config.env, 2)
+    try:  # the oracle: the gravity the env itself steps with (ours, or Gymnasium's PendulumEnv)
+        made = env.env if backend == "auto" else env.env.envs[0].unwrapped
+        assert type(made).__name__ == ("PendulumVectorEnv" if backend == "auto" else "PendulumEnv")
+        assert made.g == 2.0
+    finally:
+        env.close()
+
+
+def test_other_unknown_keys_are_still_refused():
+    from evorl_cli.cli import preflight
+
+    with pytest.raises(EvorlError, match="unknown config key 'env.kwarg.g'"):
+        preflight("train", ["env.kwarg.g=2.0"])
+    with pytest.raises(EvorlError, match="unknown config key 'env.nope'"):
+        preflight("train", ["env.nope=1"])
