@@ -19,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
+from rich.markup import escape
 
 from evorl_cli.config import build_train_config, register_schemas
 from evorl_cli.errors import EvorlError
@@ -58,7 +59,8 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
     try:
         yield
     except EvorlError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets that are not markup, e.g. pip install "evorl-cli[box2d]"
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         hint = f"; resume with: evorl train resume={resume_hint}" if resume_hint else ""

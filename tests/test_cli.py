@@ -259,6 +259,19 @@ def test_an_output_directory_that_cannot_be_made_is_refused_up_front(tmp_path, m
     assert not [p for p in Path("/proc").glob(".evorl-write-check-*")]
 
 
+def test_a_missing_extra_is_named_with_its_brackets(tmp_path):
+    # Box2D made unimportable (installed or not) by a stand-in earlier on the path.
+    fake = tmp_path / "fake"
+    (fake / "Box2D").mkdir(parents=True)
+    (fake / "Box2D" / "__init__.py").write_text("raise ImportError('simulated: Box2D is not installed')\n")
+    env = {**cli_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([*CLI, "train", "env.id=LunarLander-v3", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == 'error: env.id=LunarLander-v3 needs Box2D: pip install "evorl-cli[box2d]"'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake"]
+
+
 # --- interrupt and resume -------------------------------------------------------------------------
 
 def _default_sigint() -> None:

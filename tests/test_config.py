@@ -111,3 +111,30 @@ def test_other_unknown_keys_are_still_refused():
         preflight("train", ["env.kwarg.g=2.0"])
     with pytest.raises(EvorlError, match="unknown config key 'env.nope'"):
         preflight("train", ["env.nope=1"])
+
+
+MISSING = [  # (env id, the module to hide, Gymnasium's modules that import it, the extra that brings it)
+    ("LunarLander-v3", "Box2D", "gymnasium.envs.box2d", "needs Box2D: pip install \"evorl-cli[box2d]\""),
+    ("HalfCheetah-v5", "mujoco", "gymnasium.envs.mujoco", "needs MuJoCo: pip install \"evorl-cli[mujoco]\""),
+    ("ALE/Pong-v5", "ale_py", "ale_py",
+     "needs the Arcade Learning Environment (ale-py): pip install \"evorl-cli[atari]\""),
+]
+
+
+@pytest.mark.parametrize("env_id, module, importers, message", MISSING, ids=[m[1] for m in MISSING])
+def test_a_missing_optional_dependency_names_our_extra(monkeypatch, env_id, module, importers, message):
+    """Simulated whether or not the package is installed: importing it fails, as without it."""
+    import sys
+
+    import gymnasium as gym
+
+    from evorl_cli.cli import preflight
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    for name in [n for n in sys.modules if n == importers or n.startswith(importers + ".")]:
+        monkeypatch.delitem(sys.modules, name)  # so Gymnasium's env modules import it afresh
+    for key in [k for k in gym.registry if k.startswith("ALE/")] if module == "ale_py" else []:
+        monkeypatch.delitem(gym.registry, key)  # as before ale_py registered them
+    with pytest.raises(EvorlError) as info:
+        preflight("train", [f"env.id={env_id}", "env.backend=gymnasium"])
+    assert str(info.value) == f"env.id={env_id} {message}"

@@ -32,6 +32,29 @@ class Transition:
     final_obs: np.ndarray | None  # [M, D] float32, rows valid where terminated|truncated; None if none ended
 
 
+# Gymnasium env families that need an optional package, by where their code lives:
+# (entry-point module prefix, what is missing, our extra that installs it).
+OPTIONAL_FAMILIES = (
+    ("gymnasium.envs.box2d", "Box2D", "box2d"),
+    ("gymnasium.envs.mujoco", "MuJoCo", "mujoco"),
+    ("ale_py", "the Arcade Learning Environment (ale-py)", "atari"),
+)
+
+
+def missing_dependency(env_id: str) -> str:
+    """The one line for an env whose optional dependency is not installed, naming our extra
+    (Gymnasium's own hint names its extras, not ours)."""
+    entry = ""
+    if env_id.startswith("ALE/"):
+        entry = "ale_py"
+    elif env_id in gym.registry:
+        entry = str(gym.spec(env_id).entry_point)
+    for prefix, what, extra in OPTIONAL_FAMILIES:
+        if entry.startswith(prefix):
+            return f'env.id={env_id} needs {what}: pip install "evorl-cli[{extra}]"'
+    return f"env.id={env_id}: a package it needs is not installed"
+
+
 def check_env_id(env_id: str, backend: str = "auto") -> None:
     """Fail early, with suggestions, on an id Gymnasium (or, for env.backend=envpool, EnvPool) does not know."""
     if backend == "envpool":
@@ -41,6 +64,13 @@ def check_env_id(env_id: str, backend: str = "auto") -> None:
         return
     if ":" in env_id:  # "module:Env-v0" registers on import inside gymnasium.make
         return
+    if env_id.startswith("ALE/") and env_id not in gym.registry:
+        try:  # Atari ids are registered by importing ale_py, which Gymnasium does not do itself
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError:
+            raise EvorlError(missing_dependency(env_id)) from None
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "any registered Gymnasium id works"
@@ -177,6 +207,8 @@ class EnvBatch:
             return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)], autoreset_mode=mode)
         except EvorlError:
             raise
+        except gym.error.DependencyNotInstalled:
+            raise EvorlError(missing_dependency(cfg.id)) from None
         except Exception as exc:  # gymnasium raises many types for a bad id, kwargs or missing extra
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None
