@@ -11,6 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evorl_cli.config import EnvConfig, NetConfig
 from evorl_cli.errors import EvorlError
@@ -76,3 +77,41 @@ def check_output_dir(key: str, path: str) -> None:
     except OSError as exc:
         raise EvorlError(f"{key}={path} cannot be created: making a directory in {existing} fails "
                          f"({exc.strerror or type(exc).__name__}): {fix}") from None
+
+
+# Values an env preset sets for its own env, which mean something else (or nothing) for another id.
+ENV_SPECIFIC = ("target", "mask_indices")
+
+
+def inherited_preset_warning(env: EnvConfig, preset_name: str, preset: dict[str, Any],
+                             overridden: set[str]) -> str | None:
+    """One line when `env.id` was set on the command line to another env than preset `env=<preset_name>`
+    is made for, yet env-specific values of the preset (its target above all: a run stops once
+    it is reached) were not; None otherwise. `overridden`: the command line's keys."""
+    if "env.id" not in overridden or env.id == preset.get("id"):
+        return None
+    kept = {key: getattr(env, key) for key in ENV_SPECIFIC
+            if f"env.{key}" not in overridden and preset.get(key) not in (None, [])
+            and getattr(env, key) == preset.get(key)}
+    if not kept:
+        return None
+    what = " and ".join(f"env.{key}={value:g}" if isinstance(value, float) else f"env.{key}={value}"
+                        for key, value in kept.items())
+    line = f"env.id={env.id} keeps {what} from env={preset_name} (made for {preset.get('id')})"
+    fixes = []
+    if "target" in kept:
+        fixes.append(f"set env.target=<score for {env.id}>, or env.target=null for its registered threshold "
+                     f"({_registered_threshold(env.id)})")
+    if "mask_indices" in kept:
+        fixes.append("env.mask_indices=[] to see the whole observation")
+    return f"{line}: {'; '.join(fixes)}"
+
+
+def _registered_threshold(env_id: str) -> str:
+    import gymnasium as gym
+
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except Exception:  # an id only its module registers ("module:Env-v0"), or an EnvPool id
+        return "unknown here"
+    return f"{threshold:g}" if threshold is not None else "it has none: the run would use all of max_steps"

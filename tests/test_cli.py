@@ -272,6 +272,17 @@ def test_a_missing_extra_is_named_with_its_brackets(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake"]
 
 
+def test_a_new_env_id_warns_about_the_presets_target_and_still_runs(tmp_path):
+    # TINY is env=cartpole (target 475); Acrobot-v1 scores -500..0, so 475 would never end the run.
+    run = tmp_path / "run"
+    proc = ok(evorl("train", *TINY, "env.id=Acrobot-v1", "max_steps=128", f"hydra.run.dir={run}", cwd=tmp_path))
+    threshold = gym.spec("Acrobot-v1").reward_threshold
+    warning = (f"warning: env.id=Acrobot-v1 keeps env.target=475 from env=cartpole (made for CartPole-v1): "
+               f"set env.target=<score for Acrobot-v1>, or env.target=null for its registered threshold ({threshold:g})")
+    assert [line for line in proc.stderr.splitlines() if line.startswith("warning:")] == [warning]
+    assert (run / "checkpoints" / "latest.safetensors").is_file()
+
+
 # --- interrupt and resume -------------------------------------------------------------------------
 
 def _default_sigint() -> None:

@@ -138,3 +138,39 @@ def test_a_missing_optional_dependency_names_our_extra(monkeypatch, env_id, modu
     with pytest.raises(EvorlError) as info:
         preflight("train", [f"env.id={env_id}", "env.backend=gymnasium"])
     assert str(info.value) == f"env.id={env_id} {message}"
+
+
+def _threshold(env_id: str) -> str:
+    import gymnasium as gym
+
+    return f"{gym.spec(env_id).reward_threshold:g}"  # the oracle: what Gymnasium registered
+
+
+def test_a_new_env_id_with_the_presets_target_warns_once():
+    from evorl_cli.cli import preflight
+
+    warnings = preflight("train", ["-m", "seed=0,1", "env=pendulum", "env.id=MountainCarContinuous-v0"])
+    assert warnings == [
+        "env.id=MountainCarContinuous-v0 keeps env.target=-200 from env=pendulum (made for Pendulum-v1): "
+        "set env.target=<score for MountainCarContinuous-v0>, or env.target=null for its registered threshold "
+        f"({_threshold('MountainCarContinuous-v0')})"]
+    warnings = preflight("train", ["env=pendulum_novel", "env.id=Acrobot-v1", "net=lstm"])
+    assert len(warnings) == 1
+    assert "keeps env.target=-200 and env.mask_indices=[2] from env=pendulum_novel" in warnings[0]
+    assert f"registered threshold ({_threshold('Acrobot-v1')})" in warnings[0]
+    assert "env.mask_indices=[] to see the whole observation" in warnings[0]
+    warnings = preflight("train", ["env=pendulum_novel", "env.id=Acrobot-v1", "env.target=-100"])
+    assert len(warnings) == 1 and "env.target" not in warnings[0] and "env.mask_indices=[2]" in warnings[0]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["env=pendulum", "env.id=MountainCarContinuous-v0", "env.target=null"],
+    ["env=pendulum", "env.id=MountainCarContinuous-v0", "env.target=90"],
+    ["env=pendulum", "env.id=Pendulum-v1"],  # the preset's own id
+    ["env=pendulum"],
+    ["env=cartpole", "env.target=400"],
+])
+def test_no_warning_when_the_target_is_set_or_belongs_to_the_env(overrides):
+    from evorl_cli.cli import preflight
+
+    assert preflight("train", overrides) == []
