@@ -1,8 +1,9 @@
 """Checks `evorl train` runs before anything is created, on a config that already validated.
 
 `config.validate` checks values against each other; these check them against the world: what the
-env observes, whether the output directory can be made. Each raises a one-line EvorlError that
-names the fix. Hydra stays in `cli.py`: these take plain paths and dataclasses.
+env observes, whether the output directory can be made, whether an env preset's values still suit
+a new `env.id`. The checks raise a one-line EvorlError that names the fix; the warning is a line
+to print. Hydra stays in `cli.py`: these take plain paths, dicts and dataclasses.
 """
 
 from __future__ import annotations
