@@ -17,8 +17,9 @@ from typing import Callable, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
+from rich.markup import escape
 
 from evorl_cli.config import build_train_config, register_schemas
 from evorl_cli.errors import EvorlError
@@ -58,7 +59,8 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
     try:
         yield
     except EvorlError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets that are not markup, e.g. pip install "evorl-cli[box2d]"
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         hint = f"; resume with: evorl train resume={resume_hint}" if resume_hint else ""
@@ -183,13 +185,68 @@ def _expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
     return [list(c) for c in itertools.islice(itertools.product(*choices), limit)]
 
 
-def preflight(command: str, args: list[str]) -> None:
-    """Compose and validate `args` (every sweep combination with -m); raise EvorlError on bad input."""
+def _output_dir(cfg: DictConfig, multirun: bool) -> tuple[str, str]:
+    """(key, resolved path) of the directory Hydra will create for this job: hydra.sweep.dir for a
+    multirun, hydra.run.dir otherwise. `cfg` is composed with its `hydra` node."""
+    from hydra.types import RunMode
+
+    key = "sweep" if multirun or cfg.hydra.mode == RunMode.MULTIRUN else "run"
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} in the path resolves as in the real run
+    try:
+        return f"hydra.{key}.dir", str(cfg.hydra[key].dir)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvorlError(f"hydra.{key}.dir: cannot resolve the output directory: {reason}") from None
+
+
+def _env_preset(name: str) -> dict | None:
+    """What `conf/env/<name>.yaml` sets under `env:`, or None for a preset found elsewhere."""
+    path = Path(CONF_DIR) / "env" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    return OmegaConf.to_container(OmegaConf.load(path).get("env", {}))
+
+
+def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str | None:
+    """The train checks of one composed config (with its `hydra` node): values, env id, device,
+    the output directory, then the env itself. Returns a warning line, if any."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from evorl_cli.checks import check_net_fits, check_output_dir, inherited_preset_warning, probe_env
+    from evorl_cli.envs.batch import check_env_id
+    from evorl_cli.train import resolve_device
+
+    out_key, out_dir = _output_dir(cfg, multirun)
+    env_choice = cfg.hydra.runtime.choices.get("env")
+    with open_dict(cfg):
+        del cfg["hydra"]  # not part of the run's config schema
+    if cfg.resume:
+        if not Path(cfg.resume).exists():
+            raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+        check_output_dir(out_key, out_dir)
+        return None
+    config = build_train_config(cfg)
+    check_output_dir(out_key, out_dir)
+    check_env_id(config.env.id, config.env.backend)
+    resolve_device(config.device)
+    check_net_fits(config.net, config.env.id, probe_env(config.env))
+    preset = _env_preset(env_choice) if env_choice else None
+    if preset is None:
+        return None
+    overridden = {o.key_or_group for o in OverridesParser.create().parse_overrides(combo)}
+    return inherited_preset_warning(config.env, env_choice, preset, overridden)
+
+
+def preflight(command: str, args: list[str]) -> list[str]:
+    """Compose and validate `args` (every sweep combination with -m); raise EvorlError on bad input.
+
+    Returns the warnings (each once) for input that is valid but probably not what was meant."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    warnings: list[str] = []
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
-        return  # Hydra's own flags (--help, --cfg, ...) do not run a job
+        return warnings  # Hydra's own flags (--help, --cfg, ...) do not run a job
     overrides = [a for a in args if a not in ("-m", "--multirun")]
     try:
         combos = _expand_sweeps(overrides)
@@ -200,21 +257,13 @@ def preflight(command: str, args: list[str]) -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             for combo in combos:
                 try:
-                    cfg = compose(config_name=command, overrides=combo)
+                    cfg = compose(config_name=command, overrides=combo, return_hydra_config=command == "train")
                 except Exception as exc:
                     raise EvorlError(_compose_error(exc, command)) from None
                 if command == "train":
-                    if cfg.resume:
-                        if not Path(cfg.resume).exists():
-                            raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
-                    else:
-                        from evorl_cli.envs.batch import check_env_id
-
-                        from evorl_cli.train import resolve_device
-
-                        config = build_train_config(cfg)
-                        check_env_id(config.env.id, config.env.backend)
-                        resolve_device(config.device)
+                    warning = _preflight_train(cfg, combo, multirun=len(overrides) < len(args))
+                    if warning and warning not in warnings:
+                        warnings.append(warning)
                 elif OmegaConf.is_missing(cfg, "ckpt"):
                     raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
                 elif not Path(str(cfg.ckpt)).exists():
@@ -222,6 +271,7 @@ def preflight(command: str, args: list[str]) -> None:
                                      "under outputs/ or a .safetensors checkpoint")
     finally:
         GlobalHydra.instance().clear()
+    return warnings
 
 
 def _usage() -> str:
@@ -249,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`&`)
     with user_errors():
-        preflight(command, rest)
+        for warning in preflight(command, rest):
+            err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     sys.argv = [f"evorl {command}", *rest]  # Hydra reads its overrides from sys.argv
     COMMANDS[command][0]()
 

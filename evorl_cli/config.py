@@ -174,11 +174,24 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
+# Free-form dicts of the schema: their keys belong to someone else (env.kwargs are the env
+# constructor's options), so the command line may add keys to them without Hydra's `+` prefix.
+OPEN_DICTS = ("env.kwargs",)
+
+
 def register_schemas() -> None:
-    """Make the schema the base of Hydra's `train` config, so every key exists and is type-checked."""
+    """Make the schema the base of Hydra's `train` config, so every key exists and is type-checked.
+
+    Hydra puts the whole composed config in struct mode (a new key is an error unless added with
+    `+`). A node whose own struct flag is set to False keeps it, since OmegaConf reads a flag from
+    the nearest node that sets it; so the `OPEN_DICTS` accept new keys while every other typo is
+    still caught."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    schema = OmegaConf.structured(TrainConfig)
+    for key in OPEN_DICTS:
+        OmegaConf.set_struct(OmegaConf.select(schema, key), False)
+    ConfigStore.instance().store(name="train_schema", node=schema)
 
 
 def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:

@@ -93,10 +93,12 @@ def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> l
     """(epoch, minibatch index, which members step) for every step of the joint update loop.
 
     `batch` and `samples` count training units (steps, or BPTT sequences). Member p takes
-    `samples // batch[p]` minibatches per epoch for `epochs[p]` epochs; the loop runs
-    as long as the longest member's schedule and idles the others; steps nobody takes are skipped.
+    `ceil(samples / batch[p])` minibatches per epoch for `epochs[p]` epochs, the last one short when
+    `batch[p]` does not divide `samples`: every unit is used once per epoch, so a batch-size mutation
+    changes how the data is cut, not how much of it is used. The loop runs as long as the longest
+    member's schedule and idles the others; steps nobody takes are skipped.
     """
-    per_epoch = samples // batch
+    per_epoch = -(-samples // batch)
     plan = []
     for epoch in range(int(epochs.max())):
         for k in range(int(per_epoch.max())):
@@ -104,6 +106,12 @@ def minibatch_schedule(batch: np.ndarray, epochs: np.ndarray, samples: int) -> l
             if scheduled.any():
                 plan.append((epoch, k, scheduled))
     return plan
+
+
+def minibatch_sizes(batch: np.ndarray, samples: int, k: int) -> np.ndarray:
+    """Units in each member's k-th minibatch of an epoch: `batch`, the remainder for the short last
+    one, and 0 for members whose epoch has already ended."""
+    return np.clip(samples - k * batch, 0, batch)
 
 
 def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator) -> UpdateStats:
@@ -141,17 +149,19 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     for epoch, k, scheduled in minibatch_schedule(batch, pop.hp["update_epochs"], units):
         if k == 0:  # every member shuffles its units afresh each epoch (randperm: a tenth of argsort's cost)
             perm = torch.stack([torch.randperm(units, generator=gen, device=device) for _ in range(size)])
-        width = int(batch[scheduled].max())
+        sizes = minibatch_sizes(batch, units, k)
+        width = int(sizes[scheduled].max())
         offsets = torch.arange(width, device=device).view(1, -1)
-        positions = (k * batch_t + offsets).clamp_max(units - 1)
+        positions = (k * batch_t + offsets).clamp_max(units - 1)  # past a member's minibatch: masked below
         idx = perm.gather(1, positions)
         scheduled_t = torch.as_tensor(scheduled, device=device)
-        if bool(scheduled.all() and (batch == width).all()) and plan.loss_mask is None:
-            # Every member takes a full minibatch of the same size: plain means.
+        if bool(scheduled.all() and (sizes == width).all()) and plan.loss_mask is None:
+            # Every member takes a minibatch of the same size: plain means.
             count = full_counts.setdefault(width, torch.full((size,), float(width * length), device=device))
             sample_weight = None
         else:  # members with smaller (or no) minibatches, and burn-in steps, are masked out
-            valid = ((offsets < batch_t) & scheduled_t.view(-1, 1)).float()
+            sizes_t = torch.as_tensor(sizes, device=device).view(-1, 1)
+            valid = ((offsets < sizes_t) & scheduled_t.view(-1, 1)).float()
             weights = valid.unsqueeze(-1).expand(-1, -1, length)
             if plan.loss_mask is not None:
                 weights = weights * plan.loss_mask[idx]

@@ -266,3 +266,52 @@ def test_usable_as_gymnasium_vector_entry_point():
         assert truncated.all()
     finally:
         del gym.registry[env_id]
+
+
+# ---------------------------------------------------------------- the trainer's EnvBatch on top
+
+
+def _env_batch(backend: str, kwargs=None, wrappers=None, n: int = 4):
+    from evorl_cli.config import EnvConfig
+    from evorl_cli.envs.batch import EnvBatch
+
+    return EnvBatch(EnvConfig(id="Pendulum-v1", backend=backend, kwargs=kwargs or {}, wrappers=wrappers or []), n)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+def test_env_batch_gives_env_kwargs_to_the_batched_env(backend):
+    # Oracle: Gymnasium's Pendulum-v1 made with the same g. g=10 (the default) would move apart at once.
+    env = _env_batch(backend, {"g": 2.0})
+    assert env.backend_name == "PendulumVectorEnv"
+    ref, default = reference_env("Pendulum-v1", 4, g=2.0), reference_env("Pendulum-v1", 4)
+    obs, ref_obs, default_obs = env.reset(seed=3), ref.reset(seed=3)[0], default.reset(seed=3)[0]
+    np.testing.assert_array_equal(obs, ref_obs)
+    rng = np.random.default_rng(0)
+    differs = False
+    for _ in range(50):
+        actions = rng.uniform(-2, 2, size=(4, 1))
+        step = env.step(actions)
+        ref_obs, ref_reward, *_ = ref.step(actions)
+        default_obs = default.step(actions)[0]
+        np.testing.assert_array_equal(step.obs, ref_obs)
+        np.testing.assert_array_equal(step.reward, ref_reward.astype(np.float32))  # EnvBatch hands out float32
+        differs |= not np.array_equal(step.obs, default_obs)
+    assert differs, "g=2 must change the dynamics"
+
+
+def test_env_batch_backend_numpy_applies_every_setting_or_refuses():
+    from evorl_cli.errors import EvorlError
+
+    wrapper = {"_target_": "gymnasium.wrappers.ClipReward", "min_reward": -1.0, "max_reward": 1.0}
+    with pytest.raises(EvorlError, match=r"^env.backend=numpy cannot apply env.wrappers; use env.backend=auto or gymnasium$"):
+        _env_batch("numpy", wrappers=[wrapper])
+    with pytest.raises(EvorlError, match=r"no option env.kwargs.gravity \(it takes g\); use env.backend=auto"):
+        _env_batch("numpy", {"gravity": 2.0})
+    with pytest.raises(EvorlError, match="env.kwargs"):
+        _env_batch("numpy", {"g": "strong"})
+    # backend=auto falls back to Gymnasium's env for what the batched one cannot apply; the wrapper is there
+    clipped = _env_batch("auto", wrappers=[wrapper])
+    assert clipped.backend_name == "SyncVectorEnv"
+    clipped.reset(seed=0)
+    assert (clipped.step(np.zeros((4, 1))).reward >= -1.0).all()
+    assert _env_batch("auto", {"render_mode": None}).backend_name == "SyncVectorEnv"

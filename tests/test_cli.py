@@ -189,6 +189,8 @@ BAD = [
     ("train", "-m", "algo.lr=0.001,-1"),  # a bad combination stops the sweep before any job runs
     ("train", "net=lstm", "algo.max_seq_len=7"),
     ("train", "net=nope"),
+    ("train", "env=acrobot", "net=cnn"),  # a CNN on a vector observation
+    ("train", "env=pixel_quadrant", "net=mlp"),  # images without a CNN
     ("eval",),
     ("eval", "ckpt={tmp}/missing"),
     ("render", "ckpt={tmp}/notes.txt"),
@@ -223,6 +225,73 @@ def test_bad_input_messages_name_the_problem(tmp_path):
     proc = evorl("train", "algo.lr=-0.1", cwd=tmp_path)
     assert "algo.lr" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_net_that_does_not_fit_the_observations_names_the_fix(tmp_path):
+    obs_dim = gym.make("Acrobot-v1").observation_space.shape[0]  # the oracle: what Gymnasium says it observes
+    proc = evorl("train", "env=acrobot", "net=cnn", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"net=cnn needs image observations; Acrobot-v1 observes a vector of {obs_dim}: use net=mlp" in proc.stderr
+    proc = evorl("train", "env=pixel_quadrant", "net=lstm", cwd=tmp_path)
+    assert proc.returncode == 2
+    import evorl_cli.envs  # noqa: F401  registers evorl/PixelQuadrant-v0
+
+    height, width, channels = gym.make("evorl/PixelQuadrant-v0").observation_space.shape
+    assert f"observes images ({channels}x{height}x{width})" in proc.stderr and "use net=cnn" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _unwritable_dirs(tmp_path: Path) -> list[str]:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where a directory would go\n")
+    dirs = [str(blocker / "run")]
+    if Path("/proc/self").is_dir():  # Linux: nobody, root included, can make a directory in /proc
+        dirs.append("/proc/evorl-nope")
+    for path in dirs:  # the oracle: the operating system refuses to make them
+        with pytest.raises(OSError):
+            os.makedirs(path)
+    return dirs
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_an_output_directory_that_cannot_be_made_is_refused_up_front(tmp_path, multirun):
+    for path in _unwritable_dirs(tmp_path):
+        if multirun:
+            proc = evorl("train", "-m", "seed=0,1", f"hydra.sweep.dir={path}", cwd=tmp_path)
+            key = "hydra.sweep.dir"
+        else:
+            proc = evorl("train", f"hydra.run.dir={path}", cwd=tmp_path)
+            key = "hydra.run.dir"
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {key}={path}"), proc.stderr
+        assert f"set {key} to a writable location" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "nothing may be left behind"
+    assert not [p for p in Path("/proc").glob(".evorl-write-check-*")]
+
+
+def test_a_missing_extra_is_named_with_its_brackets(tmp_path):
+    # Box2D made unimportable (installed or not) by a stand-in earlier on the path.
+    fake = tmp_path / "fake"
+    (fake / "Box2D").mkdir(parents=True)
+    (fake / "Box2D" / "__init__.py").write_text("raise ImportError('simulated: Box2D is not installed')\n")
+    env = {**cli_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([*CLI, "train", "env.id=LunarLander-v3", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == 'error: env.id=LunarLander-v3 needs Box2D: pip install "evorl-cli[box2d]"'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake"]
+
+
+def test_a_new_env_id_warns_about_the_presets_target_and_still_runs(tmp_path):
+    # TINY is env=cartpole (target 475); Acrobot-v1 scores -500..0, so 475 would never end the run.
+    run = tmp_path / "run"
+    proc = ok(evorl("train", *TINY, "env.id=Acrobot-v1", "max_steps=128", f"hydra.run.dir={run}", cwd=tmp_path))
+    threshold = gym.spec("Acrobot-v1").reward_threshold
+    warning = (f"warning: env.id=Acrobot-v1 keeps env.target=475 from env=cartpole (made for CartPole-v1): "
+               f"set env.target=<score for Acrobot-v1>, or env.target=null for its registered threshold ({threshold:g})")
+    assert [line for line in proc.stderr.splitlines() if line.startswith("warning:")] == [warning]
+    assert (run / "checkpoints" / "latest.safetensors").is_file()
 
 
 # --- interrupt and resume -------------------------------------------------------------------------

@@ -78,3 +78,99 @@ def test_resume_accepts_budget_changes_but_not_a_different_run():
 def test_a_start_value_outside_its_mutation_bounds_is_rejected():
     with pytest.raises(EvorlError, match="outside hp_config.ent_coef"):
         tiny_config(**{"algo.ent_coef": 0.0, "hp_config.ent_coef": {"min": 0.001, "max": 0.01}})
+
+
+@pytest.mark.parametrize("env, net", [("acrobot", "mlp"), ("pendulum", "lstm"), ("pixel_quadrant", "cnn"),
+                                      ("pixel_quadrant", "cnn_lstm")])
+def test_preflight_accepts_a_net_that_fits_the_observations(env, net):
+    from evorl_cli.cli import preflight
+
+    preflight("train", [f"env={env}", f"net={net}"])  # raises EvorlError otherwise
+
+
+@pytest.mark.parametrize("backend", ["auto", "gymnasium"])
+@pytest.mark.parametrize("override", ["env.kwargs.g=2.0", "+env.kwargs.g=2.0"], ids=["plain", "plus"])
+def test_env_kwargs_take_new_keys_with_or_without_plus_and_reach_the_env(override, backend):
+    from evorl_cli.envs.batch import EnvBatch
+
+    config = build_train_config(_compose(["env=pendulum", override, f"env.backend={backend}"]))
+    assert config.env.kwargs == {"g": 2.0}
+    env = EnvBatch(config.env, 2)
+    try:  # the oracle: the gravity the env itself steps with (ours, or Gymnasium's PendulumEnv)
+        made = env.env if backend == "auto" else env.env.envs[0].unwrapped
+        assert type(made).__name__ == ("PendulumVectorEnv" if backend == "auto" else "PendulumEnv")
+        assert made.g == 2.0
+    finally:
+        env.close()
+
+
+def test_other_unknown_keys_are_still_refused():
+    from evorl_cli.cli import preflight
+
+    with pytest.raises(EvorlError, match="unknown config key 'env.kwarg.g'"):
+        preflight("train", ["env.kwarg.g=2.0"])
+    with pytest.raises(EvorlError, match="unknown config key 'env.nope'"):
+        preflight("train", ["env.nope=1"])
+
+
+MISSING = [  # (env id, the module to hide, Gymnasium's modules that import it, the extra that brings it)
+    ("LunarLander-v3", "Box2D", "gymnasium.envs.box2d", "needs Box2D: pip install \"evorl-cli[box2d]\""),
+    ("HalfCheetah-v5", "mujoco", "gymnasium.envs.mujoco", "needs MuJoCo: pip install \"evorl-cli[mujoco]\""),
+    ("ALE/Pong-v5", "ale_py", "ale_py",
+     "needs the Arcade Learning Environment (ale-py): pip install \"evorl-cli[atari]\""),
+]
+
+
+@pytest.mark.parametrize("env_id, module, importers, message", MISSING, ids=[m[1] for m in MISSING])
+def test_a_missing_optional_dependency_names_our_extra(monkeypatch, env_id, module, importers, message):
+    """Simulated whether or not the package is installed: importing it fails, as without it."""
+    import sys
+
+    import gymnasium as gym
+
+    from evorl_cli.cli import preflight
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    for name in [n for n in sys.modules if n == importers or n.startswith(importers + ".")]:
+        monkeypatch.delitem(sys.modules, name)  # so Gymnasium's env modules import it afresh
+    for key in [k for k in gym.registry if k.startswith("ALE/")] if module == "ale_py" else []:
+        monkeypatch.delitem(gym.registry, key)  # as before ale_py registered them
+    with pytest.raises(EvorlError) as info:
+        preflight("train", [f"env.id={env_id}", "env.backend=gymnasium"])
+    assert str(info.value) == f"env.id={env_id} {message}"
+
+
+def _threshold(env_id: str) -> str:
+    import gymnasium as gym
+
+    return f"{gym.spec(env_id).reward_threshold:g}"  # the oracle: what Gymnasium registered
+
+
+def test_a_new_env_id_with_the_presets_target_warns_once():
+    from evorl_cli.cli import preflight
+
+    warnings = preflight("train", ["-m", "seed=0,1", "env=pendulum", "env.id=MountainCarContinuous-v0"])
+    assert warnings == [
+        "env.id=MountainCarContinuous-v0 keeps env.target=-200 from env=pendulum (made for Pendulum-v1): "
+        "set env.target=<score for MountainCarContinuous-v0>, or env.target=null for its registered threshold "
+        f"({_threshold('MountainCarContinuous-v0')})"]
+    warnings = preflight("train", ["env=pendulum_novel", "env.id=Acrobot-v1", "net=lstm"])
+    assert len(warnings) == 1
+    assert "keeps env.target=-200 and env.mask_indices=[2] from env=pendulum_novel" in warnings[0]
+    assert f"registered threshold ({_threshold('Acrobot-v1')})" in warnings[0]
+    assert "env.mask_indices=[] to see the whole observation" in warnings[0]
+    warnings = preflight("train", ["env=pendulum_novel", "env.id=Acrobot-v1", "env.target=-100"])
+    assert len(warnings) == 1 and "env.target" not in warnings[0] and "env.mask_indices=[2]" in warnings[0]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["env=pendulum", "env.id=MountainCarContinuous-v0", "env.target=null"],
+    ["env=pendulum", "env.id=MountainCarContinuous-v0", "env.target=90"],
+    ["env=pendulum", "env.id=Pendulum-v1"],  # the preset's own id
+    ["env=pendulum"],
+    ["env=cartpole", "env.target=400"],
+])
+def test_no_warning_when_the_target_is_set_or_belongs_to_the_env(overrides):
+    from evorl_cli.cli import preflight
+
+    assert preflight("train", overrides) == []

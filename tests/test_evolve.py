@@ -102,6 +102,20 @@ def test_activation_and_parameter_mutations():
         assert torch.equal(after[1, slot.start:slot.end], before[1, slot.start:slot.end])
 
 
+def test_parameter_noise_keeps_adam_moments():
+    """Small multiplicative noise leaves the loss landscape similar: Adam's statistics carry on."""
+    pop = varied_population(DISCRETE)
+    m, v = _adam_with_history(pop)
+    steps = pop.adam.steps.clone()
+    before = pop.params.detach().clone()
+    notes = _mutator(pop, parameters=1.0).mutate(pop, protected=set())
+    assert all(n.startswith("params") for n in notes), notes
+    assert all(not torch.equal(pop.params[p].detach(), before[p]) for p in range(pop.size))
+    assert torch.equal(pop.adam.exp_avg, m) and torch.equal(pop.adam.exp_avg_sq, v)
+    assert torch.equal(pop.adam.steps, steps)
+    assert (m != 0).any() and (v != 0).any(), "the check needs moments that zeroing would change"
+
+
 def test_gather_moves_everything_a_member_owns():
     pop = varied_population(DISCRETE)
     _adam_with_history(pop)

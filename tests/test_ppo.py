@@ -10,6 +10,7 @@ import torch
 from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.config import PPOConfig
+from evorl_cli import ppo as ppo_module
 from evorl_cli.ppo import SequencePlan, compute_gae, ppo_update
 from evorl_cli.rollout import Rollout
 
@@ -75,7 +76,7 @@ def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> 
     batch, units = max(1, hp["batch_size"] // obs.shape[1]), obs.shape[0]  # whole sequences of L steps
     for epoch in range(hp["update_epochs"]):
         perm = perms[epoch][p]
-        for k in range(units // batch):
+        for k in range(-(-units // batch)):  # the last minibatch is short when batch does not divide units
             idx = perm[k * batch:(k + 1) * batch]
             if states is None:
                 head, value = net.forward(obs[idx])
@@ -140,6 +141,57 @@ def test_batched_update_equals_each_member_alone(action, share_encoder):
     for p in range(pop.size):  # units a member does not use stay exactly zero
         active = sum(t.numel() for t in NarrowNet(pop, p).parameters())
         assert int((pop.params[p] != 0).sum()) <= active
+
+
+# Batch sizes that do not divide the 32 units of an 8-step x 4-env rollout: 12 + 12 + 8, 32, 7 x 4 + 4.
+NON_DIVIDING_HPS = dict(VARIED_HPS, batch_size=[12, 32, 7])
+
+
+@pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
+def test_batched_update_with_short_last_minibatches_equals_each_member_alone(action):
+    pop = varied_population(action)
+    assert_batched_equals_alone(pop, PPOConfig(), NON_DIVIDING_HPS)
+
+
+@pytest.mark.parametrize("recurrent", [None, "lstm"], ids=["mlp", "lstm"])
+def test_every_sample_is_used_exactly_once_per_epoch(monkeypatch, recurrent):
+    """Watch what the update really feeds the loss: each observation carries its unit's id, and a
+    sample counts where its weight in the member's mean is positive."""
+    pop = varied_population(DISCRETE, recurrent=recurrent)
+    steps, envs = 8, 4
+    pop.hp["batch_size"] = np.array([12, 32, 7]) if recurrent is None else np.array([12, 8, 20])  # steps
+    pop.hp["update_epochs"] = np.array([2, 3, 1])
+    ro = _rollout(pop, steps=steps, envs=envs, seed=4)
+    ids = torch.arange(steps * envs, dtype=torch.float32).view(steps, 1, envs).expand(steps, pop.size, envs)
+    ro.obs = ro.obs.clone()
+    ro.obs[..., 0] = ids  # observation of step t, env n carries t * envs + n
+
+    seen_obs, seen_weight = [], []
+    forward = pop.forward_sequence
+    monkeypatch.setattr(pop, "forward_sequence", lambda obs, *a: (seen_obs.append(obs[..., 0].flatten(1)),
+                                                                  forward(obs, *a))[1])
+    objective = ppo_module.ppo_objective
+
+    def spy(head, value, log_std, minibatch, coef):
+        w = minibatch.sample_weight
+        seen_weight.append(torch.ones_like(minibatch.old_logp) if w is None else w)
+        return objective(head, value, log_std, minibatch, coef)
+
+    monkeypatch.setattr(ppo_module, "ppo_objective", spy)
+    ppo_update(pop, ro, PPOConfig(max_seq_len=4), torch.Generator().manual_seed(0))
+
+    length = 1 if recurrent is None else 4
+    units = steps * envs // length
+    batch = np.maximum(1, pop.hp["batch_size"] // length)
+    schedule = ppo_module.minibatch_schedule(batch, pop.hp["update_epochs"], units)
+    assert len(schedule) == len(seen_obs)
+    for p in range(pop.size):
+        per_epoch = -(-units // int(batch[p]))
+        assert sum(int(s[p]) for _, _, s in schedule) == per_epoch * pop.hp["update_epochs"][p]
+        for epoch in range(int(pop.hp["update_epochs"][p])):
+            used = torch.cat([obs[p][weight[p] > 0] for (e, _, _), obs, weight in zip(schedule, seen_obs, seen_weight)
+                              if e == epoch])
+            assert sorted(used.long().tolist()) == list(range(steps * envs)), f"member {p} epoch {epoch}"
 
 
 def _with_params(pop, params):

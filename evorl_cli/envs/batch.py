@@ -32,6 +32,29 @@ class Transition:
     final_obs: np.ndarray | None  # [M, D] float32, rows valid where terminated|truncated; None if none ended
 
 
+# Gymnasium env families that need an optional package, by where their code lives:
+# (entry-point module prefix, what is missing, our extra that installs it).
+OPTIONAL_FAMILIES = (
+    ("gymnasium.envs.box2d", "Box2D", "box2d"),
+    ("gymnasium.envs.mujoco", "MuJoCo", "mujoco"),
+    ("ale_py", "the Arcade Learning Environment (ale-py)", "atari"),
+)
+
+
+def missing_dependency(env_id: str) -> str:
+    """The one line for an env whose optional dependency is not installed, naming our extra
+    (Gymnasium's own hint names its extras, not ours)."""
+    entry = ""
+    if env_id.startswith("ALE/"):
+        entry = "ale_py"
+    elif env_id in gym.registry:
+        entry = str(gym.spec(env_id).entry_point)
+    for prefix, what, extra in OPTIONAL_FAMILIES:
+        if entry.startswith(prefix):
+            return f'env.id={env_id} needs {what}: pip install "evorl-cli[{extra}]"'
+    return f"env.id={env_id}: a package it needs is not installed"
+
+
 def check_env_id(env_id: str, backend: str = "auto") -> None:
     """Fail early, with suggestions, on an id Gymnasium (or, for env.backend=envpool, EnvPool) does not know."""
     if backend == "envpool":
@@ -41,6 +64,13 @@ def check_env_id(env_id: str, backend: str = "auto") -> None:
         return
     if ":" in env_id:  # "module:Env-v0" registers on import inside gymnasium.make
         return
+    if env_id.startswith("ALE/") and env_id not in gym.registry:
+        try:  # Atari ids are registered by importing ale_py, which Gymnasium does not do itself
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError:
+            raise EvorlError(missing_dependency(env_id)) from None
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "any registered Gymnasium id works"
@@ -121,6 +151,31 @@ class EnvBatch:
             self._obs_mask[list(cfg.mask_indices)] = 0.0
 
     @staticmethod
+    def _batched_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv | None:
+        """Our batched NumPy env when it can apply everything `cfg` asks for, else None (backend=auto
+        then uses Gymnasium's env); backend=numpy raises instead, as no setting may be dropped."""
+        from evorl_cli.envs.classic import BATCHED_ENVS, batched_options, make_batched_env
+
+        options = batched_options(cfg.id)
+        unknown = sorted(set(cfg.kwargs) - (options or set()))
+        if cfg.backend == "numpy":
+            if options is None:
+                raise EvorlError(f"env.backend=numpy: no batched implementation of {cfg.id} "
+                                 f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
+            if cfg.wrappers:
+                raise EvorlError("env.backend=numpy cannot apply env.wrappers; use env.backend=auto or gymnasium")
+            if unknown:
+                takes = f"it takes {', '.join(sorted(options))}" if options else "it takes none"
+                raise EvorlError(f"env.backend=numpy: the batched {cfg.id} has no option env.kwargs.{unknown[0]} "
+                                 f"({takes}); use env.backend=auto or gymnasium")
+        elif options is None or cfg.wrappers or unknown:
+            return None
+        try:
+            return make_batched_env(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps, **cfg.kwargs)
+        except (TypeError, ValueError) as exc:  # an option of the wrong type, e.g. env.kwargs.g=abc
+            raise EvorlError(f"env.kwargs={dict(cfg.kwargs)}: {cfg.id} rejects them: {exc}") from None
+
+    @staticmethod
     def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:
         if cfg.backend == "envpool":
             from evorl_cli.envs.envpool_env import EnvPoolVectorEnv
@@ -130,17 +185,11 @@ class EnvBatch:
                                  "env.backend=gymnasium, or EnvPool's own options through env.kwargs")
             return EnvPoolVectorEnv(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps,
                                     kwargs=dict(cfg.kwargs), render_mode=render_mode)
-        use_numpy = cfg.backend == "numpy" or (
-            cfg.backend == "auto" and not cfg.wrappers and not cfg.kwargs and render_mode is None)
-        if use_numpy:
-            from evorl_cli.envs.classic import BATCHED_ENVS, make_batched_env
-
-            env = make_batched_env(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps)
+        # The batched envs do not render, so watching an episode always takes Gymnasium's env.
+        if cfg.backend in ("numpy", "auto") and render_mode is None:
+            env = EnvBatch._batched_env(cfg, num_envs)
             if env is not None:
                 return env
-            if cfg.backend == "numpy":
-                raise EvorlError(f"env.backend=numpy: no batched implementation of {cfg.id} "
-                                 f"(have: {', '.join(BATCHED_ENVS)}); use env.backend=auto")
 
         def make_one() -> gym.Env:
             kwargs = dict(cfg.kwargs)
@@ -158,6 +207,8 @@ class EnvBatch:
             return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)], autoreset_mode=mode)
         except EvorlError:
             raise
+        except gym.error.DependencyNotInstalled:
+            raise EvorlError(missing_dependency(cfg.id)) from None
         except Exception as exc:  # gymnasium raises many types for a bad id, kwargs or missing extra
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None

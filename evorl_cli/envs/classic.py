@@ -19,6 +19,7 @@ hold dynamics.
 
 from __future__ import annotations
 
+import inspect
 import math
 from numbers import Integral
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ __all__ = [
     "ContinuousMountainCarVectorEnv",
     "MountainCarVectorEnv",
     "PendulumVectorEnv",
+    "batched_options",
     "make_batched_env",
 ]
 
@@ -1004,3 +1006,26 @@ def make_batched_env(
     if cls is None:
         return None
     return cls(num_envs=num_envs, max_episode_steps=max_episode_steps, **kwargs)
+
+
+_NOT_OPTIONS = ("self", "num_envs", "render_mode", "max_episode_steps")
+
+
+def batched_options(env_id: str) -> frozenset[str] | None:
+    """The environment options (Gymnasium's constructor keywords, e.g. `g` for Pendulum-v1) that the
+    batched `env_id` takes; None if `env_id` has no batched version.
+
+    Read from the constructors along the class hierarchy: each passes unknown keywords up to its
+    base, so an option taken by any of them is accepted.
+    """
+    cls = BATCHED_ENVS.get(env_id)
+    if cls is None:
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(
+        name
+        for klass in cls.__mro__
+        if "__init__" in vars(klass) and issubclass(klass, BatchedClassicControlEnv)
+        for name, param in inspect.signature(vars(klass)["__init__"]).parameters.items()
+        if param.kind in named and name not in _NOT_OPTIONS
+    )

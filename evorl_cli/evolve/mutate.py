@@ -1,8 +1,13 @@
 """Mutations applied to members after selection: parameter noise, architecture, activation and RL
 hyperparameters. Each mutated member gets exactly one kind, drawn with the configured probabilities.
 
-Whatever a mutation rewrites, the optimiser moments of exactly those parameters are zeroed; every
-other moment carries on (a learning-rate change keeps all of Adam's state).
+Adam's state: an architecture mutation zeroes the moments of exactly the parameters it rewrites
+(new units, a new or removed layer, grown recurrent state: their old statistics describe another
+function) and every other moment carries on. Parameter noise keeps all moments: it moves each weight
+by a small multiple (`mutation_sd`) of itself, so the gradient statistics still describe the
+neighbourhood, and zeroing them while the step count carries on would make each weight's next steps
+about 3x lr (0.1 g / sqrt(0.001 g^2)). Activation and RL-hyperparameter changes rewrite no
+parameters and keep all of Adam's state too.
 """
 
 from __future__ import annotations
@@ -74,7 +79,9 @@ class Mutator:
         return note
 
     def parameters(self, pop: Population, p: int) -> str:
-        """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero)."""
+        """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero).
+
+        Adam's moments are kept (see the module docstring)."""
         with torch.no_grad():
             row = pop.params[p]
             for start, end in pop.net.actor_slices():
