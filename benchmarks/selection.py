@@ -28,6 +28,7 @@ import torch
 
 OPTIONS = {"train": ["evolution.selection=train"],
            "eval10": ["evolution.selection=eval", "evolution.selection_episodes=10"],
+           "eval5": ["evolution.selection=eval", "evolution.selection_episodes=5"],
            "eval3": ["evolution.selection=eval", "evolution.selection_episodes=3"]}
 ORACLE_EPISODES = 100
 ORACLE_BLOCK = 3  # seeds of a block no run uses (see fitness.SEED_BLOCK)
@@ -58,7 +59,7 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
         config.env.num_envs * config.algo.rollout_steps))
     config.max_steps = generations * per_generation
     oracle_env = EnvBatch(config.env, size * ORACLE_EPISODES)
-    probe_env = EnvBatch(config.env, size * 3)
+    probe_envs = {episodes: EnvBatch(config.env, size * episodes) for episodes in (5, 3)}
     gen = torch.Generator().manual_seed(1234)
     rows = []
 
@@ -67,23 +68,26 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
         seeds = [ORACLE_BLOCK * SEED_BLOCK + g * 1000 + j for j in range(ORACLE_EPISODES)]
         det = evaluate(pop, oracle_env, ORACLE_EPISODES, seeds, gen, True, config.evolution.eval_max_steps)
         smp = evaluate(pop, oracle_env, ORACLE_EPISODES, seeds, gen, False, config.evolution.eval_max_steps)
-        probe_seeds = [ORACLE_BLOCK * SEED_BLOCK + 500_000 + g * 10 + j for j in range(3)]
-        eval3 = evaluate(pop, probe_env, 3, probe_seeds, gen, config.evolution.deterministic,
-                         config.evolution.eval_max_steps)
+        probes = {}
+        for episodes, env in probe_envs.items():
+            probe_seeds = [ORACLE_BLOCK * SEED_BLOCK + 500_000 + g * 10 + j for j in range(episodes)]
+            probes[f"eval{episodes}"] = evaluate(pop, env, episodes, probe_seeds, gen, config.evolution.deterministic,
+                                                 config.evolution.eval_max_steps).fitness
         rows.append({"det": det, "smp": smp, "train": np.asarray(record.train_return, dtype=float),
-                     "eval10": np.asarray(record.fitness, dtype=float), "eval3": eval3.fitness})
+                     "eval10": np.asarray(record.fitness, dtype=float), **probes})
 
     with tempfile.TemporaryDirectory() as run_dir:
         train(config, Path(run_dir), Console(quiet=True), observer=observe)
     oracle_env.close()
-    probe_env.close()
+    for env_batch in probe_envs.values():
+        env_batch.close()
 
     oracle_kind = "det" if config.evolution.deterministic else "smp"
     print(f"\n1. ranking: {env} net={net} seed={seed}, {len(rows)} generations of {size} members, oracle "
           f"{ORACLE_EPISODES} fresh episodes ({'deterministic' if oracle_kind == 'det' else 'sampled'} actions, "
           "the run's choice)")
     print(f"{'selection fitness':<18} {'mean regret':>12} {'top pick right':>15} {'pair agreement':>15}")
-    for name in ("train", "eval10", "eval3"):
+    for name in OPTIONS:
         regrets, right, agree, pairs = [], 0, 0, 0
         for row in rows:
             truth, se = row[oracle_kind].fitness, row[oracle_kind].std_error
@@ -107,7 +111,8 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
           f"{np.mean(det_all > smp_all):.0%}, last generation best {det_best[-1]:.1f} vs {smp_best[-1]:.1f}")
 
 
-def time_to_target(env: str, net: str, seeds: list[int], options: list[str], max_steps: int | None) -> None:
+def time_to_target(env: str, net: str, seeds: list[int], options: list[str], max_steps: int | None,
+                   extra_overrides: list[str]) -> None:
     from rich.console import Console
 
     from evorl_cli.agent import load_member
@@ -115,13 +120,13 @@ def time_to_target(env: str, net: str, seeds: list[int], options: list[str], max
     from evorl_cli.fitness import evaluate
     from evorl_cli.train import train
 
-    print(f"\n2. time to a confirmed target: {env} net={net}")
+    print(f"\n2. time to a confirmed target: {env} net={net} {' '.join(extra_overrides)}")
     print(f"{'option':<8} {'seed':>4} {'reached':>8} {'confirmed':>15} {'fresh 100':>15} {'train steps':>12} "
           f"{'eval steps':>11} {'wall s':>7} {'eval %':>7}")
     for option in options:
         walls = []
         for seed in seeds:
-            extra = [f"max_steps={max_steps}"] if max_steps else []
+            extra = ([f"max_steps={max_steps}"] if max_steps else []) + extra_overrides
             config = compose(env, net, [f"seed={seed}", *OPTIONS[option], *extra])
             with tempfile.TemporaryDirectory() as run_dir:
                 started = time.perf_counter()
@@ -154,13 +159,14 @@ def main() -> None:
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--max-steps", type=int, default=None, help="training budget of the timed runs")
     parser.add_argument("--skip-ranking", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, e.g. evolution.evo_steps=8192")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if not args.skip_ranking:
         ranking(args.env, args.net, args.seeds[0], args.generations)
     if not args.skip_timing:
-        time_to_target(args.env, args.net, args.seeds, args.options, args.max_steps)
+        time_to_target(args.env, args.net, args.seeds, args.options, args.max_steps, args.set)
 
 
 if __name__ == "__main__":

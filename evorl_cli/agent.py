@@ -13,6 +13,7 @@ from evorl_cli import checkpoint as ckpt
 from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
+from evorl_cli.fitness import Confirmation
 from evorl_cli.population import Population
 
 
@@ -21,7 +22,7 @@ class LoadedMember:
     population: Population  # a population of one
     config: TrainConfig
     member: int
-    confirmed: dict | None  # the confirmation that made it the run's best (best checkpoints only)
+    confirmed: Confirmation | None  # the confirmation that made it the run's best (best checkpoints only)
     fitness: float | None  # its latest selection fitness
     checkpoint: ckpt.Checkpoint
 
@@ -40,7 +41,8 @@ def load_member(path: str | Path, member: int | None = None, device: str = "cpu"
     confirmed = None
     if member is None:
         if checkpoint.meta.get("kind") == "best":
-            confirmed = checkpoint.meta.get("confirmed")
+            recorded = checkpoint.meta.get("confirmed")
+            confirmed = None if recorded is None else Confirmation.from_dict(recorded)
             history = members[0].get("fitness_history") or []
             index, fitness = 0, (history[-1] if history else None)
         else:  # a population file: pick the member with the best latest fitness

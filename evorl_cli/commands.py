@@ -11,7 +11,7 @@ from evorl_cli import checkpoint as ckpt
 from evorl_cli.agent import load_member
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
-from evorl_cli.fitness import EvalResult, evaluate
+from evorl_cli.fitness import Confirmation, EvalResult, evaluate
 
 
 def run_eval(cfg: DictConfig, console: Console) -> EvalResult:
@@ -34,8 +34,8 @@ def run_eval(cfg: DictConfig, console: Console) -> EvalResult:
     console.print(f"{loaded.config.env.id} · member {loaded.member} · {loaded.checkpoint.path}", highlight=False)
     if loaded.confirmed is not None:
         c = loaded.confirmed
-        console.print(f"confirmed in training: {c['score']:.2f} ± {c['std_error']:.2f} over {c['episodes']} "
-                      f"episodes at generation {c['generation']}", highlight=False)
+        console.print(f"confirmed in training: {c.score:.2f} ± {c.std_error:.2f} over {c.episodes} "
+                      f"episodes at generation {c.generation}", highlight=False)
     if cfg.per_episode:
         table = Table()
         for col in ("episode", "seed", "return", "length"):
@@ -65,11 +65,12 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
                   f"{state.get('env_steps', meta.get('env_steps', 0)):,} training env steps "
                   f"(+{state.get('eval_steps', 0) + state.get('confirm_steps', 0):,} evaluating) · "
                   f"{state.get('wall_time', 0.0):.1f} s", highlight=False)
-    best = state.get("best") or meta.get("confirmed")
-    if best:
-        console.print(f"confirmed best {best['score']:.2f} ± {best['std_error']:.2f} over {best['episodes']} "
-                      f"episodes at generation {best['generation']} (selection fitness then "
-                      f"{best['selection_fitness']:.2f})", highlight=False)
+    recorded = state.get("best") or meta.get("confirmed")
+    if recorded:
+        best = Confirmation.from_dict(recorded)
+        console.print(f"confirmed best {best.describe()} over {best.episodes} episodes at generation "
+                      f"{best.generation} (its screen {best.screen.describe()}, selection fitness "
+                      f"{best.selection_fitness:.2f})", highlight=False)
     table = Table(show_edge=False)
     tuned = sorted(config.hp_config) or list(meta["members"][0]["hyperparameters"])
     for col in ("member", "selection fitness (latest last)", "architecture", *tuned):

@@ -21,6 +21,7 @@ import torch
 
 from evorl_cli.config import EnvConfig, EvolutionConfig
 from evorl_cli.envs.batch import EnvBatch
+from evorl_cli.nets.distributions import choose, draw_noise
 from evorl_cli.population import Population
 
 SELECTION_KINDS = ("eval", "train")  # evolution.selection
@@ -32,7 +33,8 @@ class Purpose(IntEnum):
 
     TRAINING = 0
     SELECTION = 1
-    CONFIRMATION = 2
+    CONFIRMATION = 2  # the screen of a candidate
+    REMEASURE = 3  # the second, reported measurement of a candidate that passed its screen
 
 
 def derived_seed(seed: int, *stream: int) -> int:
@@ -86,10 +88,14 @@ def evaluate(pop: Population, env: EnvBatch, episodes: int, seed: int | Sequence
     lengths = np.zeros(size * episodes, dtype=np.int64)
     steps = 0
     state = pop.initial_state(episodes)  # carried through each episode (each env plays one)
+    log_std = pop.log_std()
+    std = None if log_std is None else log_std.exp().unsqueeze(1)
     while not finished.all() and (max_steps is None or steps < max_steps):
         member_obs = torch.as_tensor(obs, device=pop.device).view(size, episodes, -1)
-        step = pop.act(member_obs, gen, deterministic, state)
-        action, state = step.action, step.state
+        head, _, state = pop.forward_normalized(pop.obs_norm(member_obs), state)
+        # Only the action: evaluation needs no log-probabilities.
+        noise = None if deterministic else draw_noise(head.shape, log_std is None, gen, head.device)
+        action = choose(head, noise, std)
         tr = env.step(action.cpu().numpy().reshape(size * episodes, *action.shape[2:]))
         running = ~finished
         returns += tr.reward * running
@@ -101,15 +107,12 @@ def evaluate(pop: Population, env: EnvBatch, episodes: int, seed: int | Sequence
 
 
 @dataclass
-class Confirmation:
-    """A member's score re-measured on fresh episodes: what evorl reports. Everything needed to
-    play the same episodes again is recorded (`first_seed` .. `first_seed + episodes - 1`, and the
-    action-sampling seed), so the score can be re-checked from a checkpoint."""
+class Measurement:
+    """One member's mean return on fresh episodes. Everything needed to play the same episodes
+    again is recorded (seeds `first_seed` .. `first_seed + episodes - 1` and the action-sampling
+    seed), so the figure can be re-checked from a checkpoint."""
 
-    generation: int
-    member: int  # slot during that generation
-    selection_fitness: float  # what selection saw, for comparison
-    score: float  # mean return over the confirmation episodes
+    score: float  # mean return
     std_error: float
     episodes: int
     first_seed: int
@@ -117,24 +120,80 @@ class Confirmation:
     deterministic: bool
     env_steps: int
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def describe(self) -> str:
         return f"{self.score:.2f} ± {self.std_error:.2f}"
 
 
-def confirm(pop: Population, member: int, env: EnvBatch, run_seed: int, generation: int,
-            deterministic: bool, max_steps: int | None, selection_fitness: float = math.nan) -> Confirmation:
-    """Re-measure `member` on `env.num_envs` fresh confirmation episodes (seeded apart from selection)."""
+@dataclass
+class Confirmation:
+    """How a candidate was confirmed, in two independent measurements on fresh episodes.
+
+    `screen` decides whether the candidate may replace the best; a candidate that passes is
+    measured again (`measure`), and that second figure, never used to choose, is the reported
+    score. Reporting the screen itself would bring the winner's curse back: over a run, the best
+    of many screens is biased upwards by about one or two standard errors."""
+
+    generation: int
+    member: int  # slot during that generation
+    selection_fitness: float  # what selection saw, for comparison
+    screen: Measurement
+    measure: Measurement | None  # None: the screen did not beat the best
+
+    @property
+    def passed(self) -> bool:
+        return self.measure is not None
+
+    @property
+    def score(self) -> float:
+        """The reported, confirmed score (NaN if the candidate did not pass its screen)."""
+        return self.measure.score if self.measure is not None else math.nan
+
+    @property
+    def std_error(self) -> float:
+        return self.measure.std_error if self.measure is not None else math.nan
+
+    @property
+    def episodes(self) -> int:
+        return self.measure.episodes if self.measure is not None else 0
+
+    @property
+    def env_steps(self) -> int:
+        return self.screen.env_steps + (self.measure.env_steps if self.measure is not None else 0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Confirmation":
+        measure = data.get("measure")
+        return cls(data["generation"], data["member"], data["selection_fitness"], Measurement(**data["screen"]),
+                   None if measure is None else Measurement(**measure))
+
+    def describe(self) -> str:
+        return self.measure.describe() if self.measure is not None else f"screen {self.screen.describe()}"
+
+
+def measure(single: Population, env: EnvBatch, purpose: Purpose, run_seed: int, generation: int,
+            deterministic: bool, max_steps: int | None) -> Measurement:
+    """Mean return of a population of one on `env.num_envs` fresh episodes of `purpose`."""
     episodes = env.num_envs
-    seeds = episode_seeds(Purpose.CONFIRMATION, run_seed, generation, episodes)
-    action_seed = derived_seed(run_seed, 20, generation)
-    result = replay_confirmation(pop.subset([member]), env, seeds[0], episodes, action_seed, deterministic,
-                                 max_steps)
-    return Confirmation(generation, member, float(selection_fitness), float(result.fitness[0]),
-                        float(result.std_error[0]), episodes, seeds[0], action_seed, deterministic,
-                        result.env_steps)
+    first_seed = episode_seeds(purpose, run_seed, generation, episodes)[0]
+    action_seed = derived_seed(run_seed, 20 + int(purpose), generation)
+    result = replay_confirmation(single, env, first_seed, episodes, action_seed, deterministic, max_steps)
+    return Measurement(float(result.fitness[0]), float(result.std_error[0]), episodes, first_seed, action_seed,
+                       deterministic, result.env_steps)
+
+
+def confirm(pop: Population, member: int, env: EnvBatch, run_seed: int, generation: int, best_score: float,
+            deterministic: bool, max_steps: int | None, selection_fitness: float = math.nan) -> Confirmation:
+    """Screen `member` on fresh episodes; if it beats `best_score`, measure it again on other fresh
+    episodes (seeded apart from selection and from each other) for the score to report."""
+    single = pop.subset([member])
+    screen = measure(single, env, Purpose.CONFIRMATION, run_seed, generation, deterministic, max_steps)
+    again = None
+    if screen.score > best_score:
+        again = measure(single, env, Purpose.REMEASURE, run_seed, generation, deterministic, max_steps)
+    return Confirmation(generation, member, float(selection_fitness), screen, again)
 
 
 def replay_confirmation(single: Population, env: EnvBatch, first_seed: int, episodes: int, action_seed: int,
@@ -173,8 +232,9 @@ class Judge:
                           self.evo.eval_max_steps)
         return result.fitness, result.env_steps
 
-    def confirm(self, pop: Population, member: int, generation: int, selection_fitness: float) -> Confirmation:
-        return confirm(pop, member, self.confirm_env, self.run_seed, generation, self.evo.deterministic,
+    def confirm(self, pop: Population, member: int, generation: int, selection_fitness: float,
+                best_score: float) -> Confirmation:
+        return confirm(pop, member, self.confirm_env, self.run_seed, generation, best_score, self.evo.deterministic,
                        self.evo.eval_max_steps, selection_fitness)
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ class GenerationRecord:
     parents: list[int]  # slot each member was copied from at the previous selection (-1: initial)
     mutations: list[str]  # what that mutation did
     confirmation: Confirmation | None  # this generation's confirmation, if one was made
-    best: dict | None  # the run's confirmed best so far (Confirmation.as_dict)
+    best: Confirmation | None  # the member held as best, with its reported (re-measured) score
 
 
 def _num(x: float, digits: int = 1) -> str:
@@ -40,8 +40,8 @@ def _num(x: float, digits: int = 1) -> str:
 def _best_line(rec: GenerationRecord) -> str:
     if rec.best is None:
         return "confirmed best: -"
-    return (f"confirmed best {rec.best['score']:.1f} ± {rec.best['std_error']:.1f} "
-            f"(gen {rec.best['generation']}, {rec.best['episodes']} episodes)")
+    return (f"confirmed best {rec.best.score:.1f} ± {rec.best.std_error:.1f} "
+            f"(gen {rec.best.generation}, {rec.best.episodes} episodes)")
 
 
 def generation_table(rec: GenerationRecord, pop: Population, tuned: list[str], selection: str) -> Table:
@@ -72,12 +72,13 @@ class MetricsWriter:
     """Appends one row per member per generation to `metrics.csv` (kept across resumes).
 
     Step counts are cumulative: `env_steps` counts training, `eval_steps` selection episodes and
-    `confirm_steps` confirmation episodes. `fitness` is the selection fitness; `confirmed_score`
-    and `confirmed_se` are filled on the row of the member confirmed that generation, and
-    `best_score`/`best_se` hold the run's confirmed best so far on every row."""
+    `confirm_steps` confirmation episodes. `fitness` is the selection fitness. On the row of the
+    member screened that generation, `screen_score` holds its screen and, if it passed and became
+    the best, `confirmed_score`/`confirmed_se` its re-measured score; `best_score`/`best_se` hold
+    the score of the member held as best on every row."""
 
     FIELDS = ["generation", "member", "parent", "mutation", "env_steps", "eval_steps", "confirm_steps",
-              "wall_time", "eval_time", "fitness", "confirmed_score", "confirmed_se", "best_score", "best_se",
+              "wall_time", "eval_time", "fitness", "screen_score", "confirmed_score", "confirmed_se", "best_score", "best_se",
               "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
 
     def __init__(self, path: Path, generation: int = 0) -> None:
@@ -96,14 +97,17 @@ class MetricsWriter:
             writer.writerows(rows)
 
     def write(self, rec: GenerationRecord, pop: Population) -> None:
-        best = ("", "") if rec.best is None else (f"{rec.best['score']:.4f}", f"{rec.best['std_error']:.4f}")
+        best = ("", "") if rec.best is None else (f"{rec.best.score:.4f}", f"{rec.best.std_error:.4f}")
         with open(self.path, "a", newline="") as fh:
             writer = csv.writer(fh)
             for p in range(pop.size):
                 hp = pop.hyperparameters(p)
                 mine = rec.confirmation is not None and rec.confirmation.member == p
-                confirmed = ((f"{rec.confirmation.score:.4f}", f"{rec.confirmation.std_error:.4f}") if mine
-                             else ("", ""))
+                confirmed = ("", "", "")
+                if mine:
+                    c = rec.confirmation
+                    confirmed = (f"{c.screen.score:.4f}", *((f"{c.score:.4f}", f"{c.std_error:.4f}") if c.passed
+                                                            else ("", "")))
                 writer.writerow([rec.generation, p, rec.parents[p], rec.mutations[p], rec.env_steps, rec.eval_steps,
                                  rec.confirm_steps, f"{rec.wall_time:.3f}", f"{rec.eval_time:.3f}",
                                  f"{rec.fitness[p]:.4f}", *confirmed, *best, f"{rec.train_return[p]:.4f}",

@@ -26,7 +26,7 @@ TINY = ["env=cartpole", "population.size=2", "env.num_envs=2", "algo.rollout_ste
         "env.backend=gymnasium", "device=cpu"]
 STEPS_PER_GENERATION = 128
 METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "eval_steps", "confirm_steps",
-                   "wall_time", "eval_time", "fitness", "confirmed_score", "confirmed_se", "best_score", "best_se",
+                   "wall_time", "eval_time", "fitness", "screen_score", "confirmed_score", "confirmed_se", "best_score", "best_se",
                    "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
 
 
@@ -88,7 +88,7 @@ def test_train_writes_run_directory(trained_run):
         eval_steps = {int(r["eval_steps"]) for r in rows if int(r["generation"]) == g}
         assert len(eval_steps) == 1 and 4 * (g + 1) <= eval_steps.pop() <= 200 * (g + 1)
     confirmed = [r for r in rows if r["confirmed_score"]]
-    assert confirmed and confirmed[0]["generation"] == "0"  # the first candidate is always confirmed
+    assert confirmed and confirmed[0]["generation"] == "0"  # the first candidate always passes its screen
     assert {r["mutation"] for r in rows if r["generation"] == "0"} == {"init"}
 
 
