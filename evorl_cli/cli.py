@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.markup import escape
 
+from evorl_cli import hparams
 from evorl_cli.config import build_train_config, register_schemas
 from evorl_cli.errors import EvorlError
 
@@ -50,6 +51,8 @@ def _hydra_subdir_resolver(resume: str | None, stamp: str) -> str:
 
 OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir_resolver, replace=True)
+# `evorl train --help` ends with the hyperparameter table, generated from the one in hparams.py.
+OmegaConf.register_new_resolver("evorl_train_help", hparams.help_text, replace=True)
 register_schemas()
 
 

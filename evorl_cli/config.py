@@ -7,7 +7,6 @@ rules, so the rest of the code works with plain, already-valid dataclasses.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -15,20 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evorl_cli.errors import EvorlError
+from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, lookup  # noqa: F401  (re-exported)
 
-# Hyperparameters that each member carries on its own and that `hp_config` may mutate.
-MUTABLE_HPS = (
-    "lr",
-    "batch_size",
-    "ent_coef",
-    "vf_coef",
-    "clip_coef",
-    "gamma",
-    "gae_lambda",
-    "max_grad_norm",
-    "update_epochs",
-)
-INTEGER_HPS = ("batch_size", "update_epochs")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
 
 
@@ -122,7 +109,7 @@ class MutationConfig:
 
 @dataclass
 class HPRange:
-    """Bounds and step factors of one mutable hyperparameter."""
+    """Bounds and step factors of one mutable hyperparameter (what they may be: `hparams.TABLE`)."""
 
     min: float = 0.0
     max: float = 1.0
@@ -243,23 +230,9 @@ def validate(c: TrainConfig) -> None:
                  (a.bptt == "chunked" or a.max_seq_len % 2 == 0),
                  f"algo.max_seq_len={a.max_seq_len}: must divide algo.rollout_steps={a.rollout_steps} "
                  "(and be even for bptt=overlap)")
-    _require(a.lr > 0, f"algo.lr={a.lr}: the learning rate must be positive")
-    rollout = a.rollout_steps * c.env.num_envs
-    length = sequence_length(c)
-    if n.recurrent:
-        _require(length <= a.batch_size <= rollout,
-                 f"algo.batch_size={a.batch_size}: must hold at least one BPTT sequence ({length} steps) and at most "
-                 f"the rollout, algo.rollout_steps*env.num_envs={rollout}")
-    _require(1 <= a.batch_size <= rollout,
-             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size "
-             f"algo.rollout_steps*env.num_envs={rollout}")
-    _require(a.update_epochs >= 1, f"algo.update_epochs={a.update_epochs}: must be at least 1")
-    for key in ("gamma", "gae_lambda"):
-        value = getattr(a, key)
-        _require(0.0 <= value <= 1.0, f"algo.{key}={value}: must be within [0, 1]")
-    for key in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "action_std_init"):
-        value = getattr(a, key)
-        _require(value >= 0, f"algo.{key}={value}: must not be negative")
+    cap = RolloutCap.of(c)
+    for hp in HPARAMS.values():  # each member's start values; ranges and the rollout cap from the table
+        hp.check_start(getattr(a, hp.name), cap)
     _require(a.action_std_init > 0, f"algo.action_std_init={a.action_std_init}: must be positive")
     _require(a.target_kl is None or a.target_kl > 0, f"algo.target_kl={a.target_kl}: must be positive or null")
 
@@ -295,30 +268,7 @@ def validate(c: TrainConfig) -> None:
         _require(act in ACTIVATIONS, f"mutation.activations contains {act}: choose from {', '.join(ACTIVATIONS)}")
 
     for key, rng in c.hp_config.items():
-        if key not in MUTABLE_HPS:
-            close = difflib.get_close_matches(key, MUTABLE_HPS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f"; mutable: {', '.join(MUTABLE_HPS)}"
-            raise EvorlError(f"hp_config.{key}: not a mutable hyperparameter{hint}")
-        _require(rng.min <= rng.max, f"hp_config.{key}: min={rng.min} is greater than max={rng.max}")
-        _require(rng.grow_factor > 0 and rng.shrink_factor > 0,
-                 f"hp_config.{key}: grow_factor and shrink_factor must be positive")
-        if key == "lr":
-            _require(rng.min > 0, f"hp_config.lr.min={rng.min}: the learning rate must be positive")
-        if key == "batch_size":  # max is capped at the rollout size when mutating
-            _require(1 <= rng.min <= rollout,
-                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size "
-                     f"algo.rollout_steps*env.num_envs={rollout}]")
-        if key in ("gamma", "gae_lambda"):
-            _require(0 <= rng.min and rng.max <= 1, f"hp_config.{key}: bounds must lie within [0, 1]")
-        if key == "update_epochs":
-            _require(rng.min >= 1, f"hp_config.update_epochs.min={rng.min}: must be at least 1")
-        if key not in ("lr", "batch_size", "update_epochs", "gamma", "gae_lambda"):
-            _require(rng.min >= 0, f"hp_config.{key}.min={rng.min}: must not be negative")
-        start = getattr(a, key)
-        upper = min(rng.max, rollout) if key == "batch_size" else rng.max
-        _require(rng.min <= start <= upper,
-                 f"algo.{key}={start} lies outside hp_config.{key} [{rng.min}, {rng.max}]: "
-                 f"start it inside the bounds or widen them")
+        lookup(key).check_bounds(rng, getattr(a, key), cap)
 
     _require(e.evo_steps >= 1, f"evolution.evo_steps={e.evo_steps}: must be at least 1")
     _require(e.selection in ("eval", "train"), f"evolution.selection={e.selection}: use eval or train")

@@ -186,8 +186,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                           "stream, so this run will not match an uninterrupted one step for step[/]")
 
     collector = RolloutCollector(env, size, num_envs, config.algo.rollout_steps, device)
-    mutator = Mutator(config.mutation, config.net, config.hp_config, num_envs * config.algo.rollout_steps,
-                      gens.rng, gens.init)
+    mutator = Mutator.for_run(config, gens.rng, gens.init)
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
     checkpoints = run_dir / "checkpoints"

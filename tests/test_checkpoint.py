@@ -119,8 +119,7 @@ def make_trained_population(cfg: dict) -> tuple[Population, object]:
     only = dict(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=0.0)
     for kind, extra in (("architecture", {"new_layer_prob": 0.5}), ("activation", {}), ("rl_hp", {})):
         mcfg = dataclasses.replace(config.mutation, **{**only, kind: 1.0, **extra})
-        Mutator(mcfg, config.net, config.hp_config, num_envs * config.algo.rollout_steps, rng, gen).mutate(
-            pop, protected=set())
+        Mutator.for_run(dataclasses.replace(config, mutation=mcfg), rng, gen).mutate(pop, protected=set())
     learn()
     env.close()
 
