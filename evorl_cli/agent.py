@@ -14,6 +14,7 @@ from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.population import Population
+from evorl_cli.trust import CLI_ALLOW, PYTHON_ALLOW, check_checkpoint_env
 
 
 @dataclass
@@ -31,10 +32,16 @@ class LoadedMember:
         return self.config.evolution.deterministic
 
 
-def load_member(path: str | Path, member: int | None = None, device: str = "cpu") -> LoadedMember:
-    """Member `member` of the run's latest population, or (None) the best member the run has seen."""
+def load_member(path: str | Path, member: int | None = None, device: str = "cpu", trust: bool = False,
+                allow: str = CLI_ALLOW) -> LoadedMember:
+    """Member `member` of the run's latest population, or (None) the best member the run has seen.
+
+    The env the caller builds from `config.env` may only run code the checkpoint names (wrappers
+    other than Gymnasium's, a `module:Env` id) when `trust` is set; otherwise this raises, naming
+    `allow`, the way to permit it (see trust.py)."""
     checkpoint = ckpt.load(path, prefer="best" if member is None else "latest")
     config = checkpoint.config
+    check_checkpoint_env(config.env, checkpoint.path, trust, allow)
     pop = ckpt.restore_population(checkpoint, config, torch.device(device))
     members = checkpoint.meta["members"]
     confirmed = None
@@ -103,9 +110,12 @@ class Agent:
         return (action[0] if single else action), step.state
 
 
-def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Agent:
-    """Load a trained member (default: the run's best) from a run directory or checkpoint file."""
-    loaded = load_member(path, member, device)
+def load(path: str | Path, member: int | None = None, device: str = "cpu", trust: bool = False) -> Agent:
+    """Load a trained member (default: the run's best) from a run directory or checkpoint file.
+
+    `trust=True` lets the checkpoint's env config import and run the code it names (wrappers other
+    than Gymnasium's, a `module:Env` id); without it such a checkpoint is refused."""
+    loaded = load_member(path, member, device, trust, PYTHON_ALLOW)
     env = EnvBatch(loaded.config.env, 1)  # as the run built it: wrappers, backend, kwargs
     try:
         return Agent(loaded, env.env.single_observation_space, env.prepare)

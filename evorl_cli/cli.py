@@ -76,15 +76,13 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
 def train_command(cfg: DictConfig) -> float:
     """`evorl train`: train a population; returns the confirmed best score (what Hydra sweepers optimise)."""
-    from evorl_cli import checkpoint as ckpt
     from evorl_cli.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with user_errors(resume_hint=str(run_dir)):
         resume = None
         if cfg.resume:
-            resume = ckpt.load(cfg.resume, prefer="latest")
-            config = resumed_config(resume.meta["config"], HydraConfig.get().overrides.task)
+            resume, config = load_resume(cfg.resume, HydraConfig.get().overrides.task, cfg.trust_checkpoint)
         else:
             config = build_train_config(cfg)
         return train(config, run_dir, console, resume=resume).best_score
@@ -125,23 +123,38 @@ COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
 }
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "evolution.", "checkpoint.",
-                  "env.target", "mutation.", "hp_config.")
+RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "trust_checkpoint", "evolution.",
+                  "checkpoint.", "env.target", "mutation.", "hp_config.")
+# Keys of the command line rather than of the run: a resume neither takes them from the checkpoint nor records them.
+COMMAND_KEYS = ("resume", "trust_checkpoint")
 
 
 def resumed_config(saved: dict, overrides: list[str]):
     """The checkpoint's config with the command line's (resumable) overrides applied on top."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = OmegaConf.create(saved)
+    cfg = OmegaConf.create({k: v for k, v in saved.items() if k != "trust_checkpoint"})  # a file cannot trust itself
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if not key.startswith(RESUMABLE_KEYS):
             raise EvorlError(f"{key} cannot change when resuming (it would be another run); allowed: "
-                             f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k != 'resume')}")
-        if key != "resume":
+                             f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k not in COMMAND_KEYS)}")
+        if key not in COMMAND_KEYS:
             OmegaConf.update(cfg, key, override.value(), merge=True)
     return build_train_config(cfg)
+
+
+def load_resume(path: str, overrides: list[str], trusted: bool):
+    """The checkpoint a resume continues from and the run config it continues with (the saved one
+    with the command line's resumable overrides). Its env may run code the checkpoint names only
+    when `trusted` (trust_checkpoint=true): see trust.py."""
+    from evorl_cli import checkpoint as ckpt
+    from evorl_cli.trust import CLI_ALLOW, check_checkpoint_env
+
+    resume = ckpt.load(path, prefer="latest")
+    config = resumed_config(resume.meta["config"], overrides)
+    check_checkpoint_env(config.env, resume.path, trusted, CLI_ALLOW)
+    return resume, config
 
 
 # --- preflight: validate overrides before Hydra makes anything ---------------------------------
@@ -226,6 +239,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
     if cfg.resume:
         if not Path(cfg.resume).exists():
             raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+        load_resume(cfg.resume, combo, cfg.trust_checkpoint)  # a bad checkpoint or override stops here
         check_output_dir(out_key, out_dir)
         return None
     config = build_train_config(cfg)
@@ -272,6 +286,8 @@ def preflight(command: str, args: list[str]) -> list[str]:
                 elif not Path(str(cfg.ckpt)).exists():
                     raise EvorlError(f"ckpt={cfg.ckpt}: no such file or directory; pass a run directory "
                                      "under outputs/ or a .safetensors checkpoint")
+                elif not isinstance(cfg.get("trust_checkpoint", False), bool):
+                    raise EvorlError(f"trust_checkpoint={cfg.trust_checkpoint}: use true or false")
     finally:
         GlobalHydra.instance().clear()
     return warnings

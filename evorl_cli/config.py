@@ -150,6 +150,9 @@ class TrainConfig:
     device: str = "auto"
     torch_threads: Optional[int] = None  # None: leave torch's default
     resume: Optional[str] = None
+    # With resume: let the checkpoint's env config import and run code it names (trust.py). A
+    # permission of this command line: never read back from a checkpoint.
+    trust_checkpoint: bool = False
     progress: bool = True
     population: PopulationConfig = field(default_factory=PopulationConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -218,6 +221,9 @@ def validate(c: TrainConfig) -> None:
     a, n, m, e = c.algo, c.net, c.mutation, c.evolution
     _require(c.population.size >= 1, f"population.size={c.population.size}: must be at least 1")
     _require(c.max_steps > 0, f"max_steps={c.max_steps}: must be positive")
+    _require(not c.trust_checkpoint or c.resume,
+             "trust_checkpoint=true only applies to resume=<run>, whose checkpoint's env may name code; "
+             "a new run builds the env you give it: drop trust_checkpoint")
     _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
              f"device={c.device}: use auto, cpu or cuda")
     _require(c.env.num_envs >= 1, f"env.num_envs={c.env.num_envs}: must be at least 1")

@@ -68,7 +68,7 @@ def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> None:
 def run_render(cfg: DictConfig, console: Console) -> Path:
     if cfg.fps <= 0 or cfg.episodes < 1:
         raise EvorlError("fps and episodes must be positive (e.g. fps=30 episodes=1)")
-    loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint)
     deterministic = loaded.deterministic if cfg.deterministic is None else bool(cfg.deterministic)
     frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, deterministic, cfg.max_steps)
     actions = "deterministic" if deterministic else "sampled"
