@@ -71,14 +71,16 @@ class Agent:
     >>> action, state = agent.act(obs)
     """
 
-    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, prepare) -> None:
-        """`prepare`: raw observations -> network input, as the run's env batch does it (`EnvBatch.prepare`)."""
+    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, prepare, env_actions) -> None:
+        """`prepare`: raw observations -> network input; `env_actions`: the policy's actions -> the
+        env's (clipped, or shifted to a Discrete space's start); both as the run's env batch does them."""
         self.loaded = loaded
         self.config = loaded.config
         self._pop = loaded.population
         self._gen = torch.Generator(device=self._pop.device)
         self._gen.manual_seed(0)
         self._prepare = prepare
+        self._env_actions = env_actions
         self._single_ndim = len(observation_space.shape)
 
     @property
@@ -104,9 +106,7 @@ class Agent:
             deterministic = self.loaded.deterministic
         step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic,
                              state)
-        action = step.action[0].cpu().numpy()
-        if not self._pop.net.action.discrete:
-            action = np.clip(action, self._pop.net.action.low, self._pop.net.action.high)
+        action = self._env_actions(step.action[0].cpu().numpy())
         return (action[0] if single else action), step.state
 
 
@@ -118,6 +118,6 @@ def load(path: str | Path, member: int | None = None, device: str = "cpu", trust
     loaded = load_member(path, member, device, trust, PYTHON_ALLOW)
     env = EnvBatch(loaded.config.env, 1)  # as the run built it: wrappers, backend, kwargs
     try:
-        return Agent(loaded, env.env.single_observation_space, env.prepare)
+        return Agent(loaded, env.env.single_observation_space, env.prepare, env.env_actions)
     finally:
         env.close()
