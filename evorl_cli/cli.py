@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from evorl_cli import hparams
 from evorl_cli.config import build_train_config, register_schemas
-from evorl_cli.errors import EvorlError
+from evorl_cli.errors import EnvFault, EvorlError
 
 _PACKAGED = Path(__file__).parent / "conf"
 CONF_DIR = str(_PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[1] / "conf")
@@ -85,7 +85,11 @@ def train_command(cfg: DictConfig) -> float:
             resume, config = load_resume(cfg.resume, HydraConfig.get().overrides.task, cfg.trust_checkpoint)
         else:
             config = build_train_config(cfg)
-        return train(config, run_dir, console, resume=resume).best_score
+        try:
+            return train(config, run_dir, console, resume=resume).best_score
+        except EnvFault as exc:  # the run's checkpoints are intact: say how to carry on
+            raise EvorlError(f"{exc}; {run_dir / 'checkpoints' / 'latest.safetensors'} holds the run up to its "
+                             f"last generation: once the env is fixed, evorl train resume={run_dir}") from None
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")

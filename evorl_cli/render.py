@@ -23,7 +23,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True,
                     max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Frames of `episodes` episodes (the first and the final state included) and each return."""
-    env = EnvBatch(loaded.config.env, 1, render_mode="rgb_array")
+    env = EnvBatch(loaded.config.env, 1, render_mode="rgb_array", purpose="render")
     pop = loaded.population
     gen = torch.Generator(device=pop.device)
     gen.manual_seed(seed)

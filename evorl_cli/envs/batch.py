@@ -19,7 +19,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from evorl_cli.config import EnvConfig
-from evorl_cli.errors import EvorlError
+from evorl_cli.errors import EnvFault, EvorlError
 from evorl_cli.nets.policy import ActionSpec
 
 
@@ -160,11 +160,15 @@ def action_spec(space: gym.Space, env_id: str = "?") -> ActionSpec:
 class EnvBatch:
     """`num_envs` sub-envs stepped together; see the module docstring for the contract."""
 
-    def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None) -> None:
+    def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None,
+                 purpose: str = "evaluation") -> None:
         """`render_mode` set: Gymnasium envs without autoreset, so the last frame of an episode
-        can be drawn (the caller resets)."""
+        can be drawn (the caller resets). `purpose` (training, evaluation, ...) names these envs in
+        the one-line error for an env that raises or returns NaN."""
         check_env_id(cfg.id, cfg.backend)
         self.num_envs = num_envs
+        self.env_id, self.purpose = cfg.id, purpose
+        self.env_steps = 0  # steps played, summed over the sub-envs
         self.env = self._make_vector_env(cfg, num_envs, render_mode)
         self.backend_name = type(self.env).__name__
         try:
@@ -260,8 +264,11 @@ class EnvBatch:
 
     def reset(self, seed: int | list[int]) -> np.ndarray:
         """Reset every sub-env; an int seeds sub-env i with `seed + i`, a list seeds each one."""
-        raw, _ = self.env.reset(seed=seed)
-        return self.prepare(raw)
+        try:
+            raw, _ = self.env.reset(seed=seed)
+        except Exception as exc:
+            raise self._fault("reset", exc) from exc
+        return self._finite(self.prepare(raw), "observation", "reset")
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """The policy's actions as the env takes them: continuous ones clipped to the bounds,
@@ -271,16 +278,47 @@ class EnvBatch:
         return actions + self._action_start if self._action_start else actions
 
     def step(self, actions: np.ndarray) -> Transition:
-        raw, reward, terminated, truncated, info = self.env.step(self.env_actions(actions))
+        try:
+            raw, reward, terminated, truncated, info = self.env.step(self.env_actions(actions))
+        except Exception as exc:
+            raise self._fault("step", exc) from exc
         final = None
         if "_final_obs" in info and info["_final_obs"].any():
             done = info["_final_obs"]
             final_raw = info["final_obs"]
             if final_raw.dtype == object:  # Gymnasium's vector envs keep per-env objects
                 final_raw = np.stack([final_raw[i] if done[i] else raw[i] for i in range(self.num_envs)])
-            final = self.prepare(final_raw)
-        return Transition(self.prepare(raw), reward.astype(np.float32, copy=False),
-                          np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
+            final = self._finite(self.prepare(final_raw), "final observation", "step")
+        transition = Transition(self._finite(self.prepare(raw), "observation", "step"),
+                                self._finite(np.asarray(reward).astype(np.float32, copy=False), "reward", "step"),
+                                np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
+        self.env_steps += self.num_envs
+        return transition
+
+    # --- faults: one line naming the env, the call and when, instead of a traceback or NaN training ---
+
+    def _where(self, call: str) -> str:
+        return f"in {call}() after {self.env_steps:,} {self.purpose} env steps"
+
+    def _fault(self, call: str, exc: Exception) -> EvorlError:
+        """The one-line error for an exception from the env's reset or step (our own pass through)."""
+        if isinstance(exc, EvorlError):
+            return exc
+        text = " ".join(str(exc).split()) or "(no message)"
+        text = text if len(text) <= 200 else text[:197] + "..."
+        return EnvFault(f"env.id={self.env_id} raised {type(exc).__name__} {self._where(call)}: {text}")
+
+    def _finite(self, values: np.ndarray, what: str, call: str) -> np.ndarray:
+        """`values` if all finite (one vectorised check, cheap next to a step), else an EnvFault that
+        names the first sub-env with a NaN or inf: training on it would make NaN of every member."""
+        if np.isfinite(values).all():
+            return values
+        rows = values.reshape(len(values), -1)
+        sub = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+        bad = rows[sub][~np.isfinite(rows[sub])][0]
+        article = "an" if what[0] in "aeiou" else "a"
+        raise EnvFault(f"env.id={self.env_id} returned {article} {what} holding {bad} from sub-env {sub} "
+                       f"{self._where(call)}: fix the env (or its env.kwargs) so that it stays finite")
 
     def render(self) -> np.ndarray:
         """The first sub-env's frame (render_mode="rgb_array")."""
