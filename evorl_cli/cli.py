@@ -258,6 +258,26 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
     return inherited_preset_warning(config.env, env_choice, preset, overridden)
 
 
+def _preflight_checkpoint_command(command: str, cfg: DictConfig) -> None:
+    """eval, render, inspect: the settings, the checkpoint path, the device and (render) where the GIF goes."""
+    from evorl_cli.checks import check_output_dir
+    from evorl_cli.config import SCHEMAS, to_dataclass, validate_playback
+    from evorl_cli.train import resolve_device
+
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
+    settings = to_dataclass(SCHEMAS[f"{command}_schema"], cfg)
+    validate_playback(settings)
+    if not Path(settings.ckpt).exists():
+        raise EvorlError(f"ckpt={settings.ckpt}: no such file or directory; pass a run directory "
+                         "under outputs/ or a .safetensors checkpoint")
+    if hasattr(settings, "device"):
+        resolve_device(settings.device)
+    if getattr(settings, "out", None):
+        check_output_dir("the directory of out", str(Path(settings.out).parent),
+                         fix="set out to a writable path, e.g. out=member.gif")
+
+
 def preflight(command: str, args: list[str]) -> list[str]:
     """Compose and validate `args` (every sweep combination with -m); raise EvorlError on bad input.
 
@@ -285,13 +305,8 @@ def preflight(command: str, args: list[str]) -> list[str]:
                     warning = _preflight_train(cfg, combo, multirun=len(overrides) < len(args))
                     if warning and warning not in warnings:
                         warnings.append(warning)
-                elif OmegaConf.is_missing(cfg, "ckpt"):
-                    raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
-                elif not Path(str(cfg.ckpt)).exists():
-                    raise EvorlError(f"ckpt={cfg.ckpt}: no such file or directory; pass a run directory "
-                                     "under outputs/ or a .safetensors checkpoint")
-                elif not isinstance(cfg.get("trust_checkpoint", False), bool):
-                    raise EvorlError(f"trust_checkpoint={cfg.trust_checkpoint}: use true or false")
+                else:
+                    _preflight_checkpoint_command(command, cfg)
     finally:
         GlobalHydra.instance().clear()
     return warnings

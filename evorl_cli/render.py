@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,14 +56,17 @@ def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> None:
     """Write atomically, so an interrupted render never leaves half a GIF."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(tmp, frames, format="GIF", duration=1000.0 / fps, loop=0)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise EvorlError(f"could not write {path}: {exc.strerror or exc}: set out to a writable path, "
+                         "e.g. out=member.gif") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def run_render(cfg: DictConfig, console: Console) -> Path:

@@ -123,6 +123,20 @@ def test_a_recurrent_batch_bound_below_one_sequence_is_raised_by_mutation_not_re
     assert HPARAMS["batch_size"].mutation_limits(config.hp_config["batch_size"], RolloutCap.of(config)) == (16, 64)
 
 
+def test_a_hyperparameter_can_be_added_to_hp_config_from_the_command_line():
+    from evorl_cli.config import HPRange
+
+    config = build_train_config(_compose(["+hp_config.gamma={min: 0.9, max: 0.999}", "+hp_config.update_epochs.min=1",
+                                          "+hp_config.update_epochs.max=8"]))
+    assert config.hp_config["gamma"] == HPRange(0.9, 0.999, 1.2, 0.8)
+    assert config.hp_config["update_epochs"] == HPRange(1, 8, 1.2, 0.8)
+    assert set(config.hp_config) == {"lr", "batch_size", "ent_coef", "gamma", "update_epochs"}
+    with pytest.raises(EvorlError, match=r"hp_config.lrr: not a mutable hyperparameter \(did you mean lr\?\)"):
+        build_train_config(_compose(["+hp_config.lrr={min: 0.1, max: 0.2}"]))
+    with pytest.raises(EvorlError, match="hp_config.gamma.min"):
+        build_train_config(_compose(["+hp_config.gamma={min: abc, max: 0.999}"]))
+
+
 def test_unknown_key_and_wrong_type_are_named():
     with pytest.raises(EvorlError, match="unknown config key 'algo.nope'"):
         build_train_config({"algo": {"nope": 1}})

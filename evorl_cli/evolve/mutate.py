@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evorl_cli.config import ACTIVATIONS, HPRange, MutationConfig, NetConfig, TrainConfig
+from evorl_cli.config import ACTIVATIONS, MUTATION_WEIGHTS, HPRange, MutationConfig, NetConfig, TrainConfig
 from evorl_cli.hparams import HPARAMS, RolloutCap
 from evorl_cli.nets.policy import Capacity
 from evorl_cli.population import Population
@@ -35,8 +35,8 @@ class Mutator:
         self.cfg, self.net, self.hp_ranges = cfg, net, hp_ranges
         self.cap = cap  # a batch holds at least one training unit and at most one member's rollout
         self.rng, self.gen = rng, gen
-        probs = np.array([cfg.no_mutation, cfg.parameters, cfg.architecture, cfg.activation, cfg.rl_hp], dtype=float)
-        self.probs = probs / probs.sum()
+        weights = np.array([getattr(cfg, key) for key in MUTATION_WEIGHTS], dtype=float)  # in KINDS' order
+        self.probs = weights / weights.sum()
 
     @classmethod
     def for_run(cls, config: TrainConfig, rng: np.random.Generator, gen: torch.Generator) -> "Mutator":
