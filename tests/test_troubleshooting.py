@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pickle
 import re
@@ -98,6 +99,11 @@ def run_cli(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
     """`evorl <argv>` in this process: (exit code, stderr, stdout)."""
     monkeypatch.setattr(sys, "argv", ["evorl", *argv])  # main rewrites it for Hydra
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Hydra configures logging for the job (eval's `disabled` even switches off every logger that
+    # exists): put this process's logging back afterwards, for the tests that run next.
+    loggers = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}
+    root = (logging.root.level, list(logging.root.handlers))
     try:
         cli.main(argv)
         code = 0
@@ -106,6 +112,11 @@ def run_cli(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
+        for name, lg in logging.Logger.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.disabled = loggers.get(name, False)
+        logging.root.setLevel(root[0])
+        logging.root.handlers[:] = root[1]
     captured = capsys.readouterr()
     return code, captured.err, captured.out
 
