@@ -1,4 +1,4 @@
-"""Checks `evorl train` runs before anything is created, on a config that already validated.
+"""Checks the commands run before anything is created (mostly `evorl train`), on a config that already validated.
 
 `config.validate` checks values against each other; these check them against the world: what the
 env observes, whether the output directory can be made, whether an env preset's values still suit
