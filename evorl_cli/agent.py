@@ -15,6 +15,7 @@ from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.fitness import Confirmation
 from evorl_cli.population import Population
+from evorl_cli.trust import CLI_ALLOW, PYTHON_ALLOW, check_checkpoint_env
 
 
 @dataclass
@@ -32,10 +33,16 @@ class LoadedMember:
         return self.config.evolution.deterministic
 
 
-def load_member(path: str | Path, member: int | None = None, device: str = "cpu") -> LoadedMember:
-    """Member `member` of the run's latest population, or (None) the best member the run has seen."""
+def load_member(path: str | Path, member: int | None = None, device: str = "cpu", trust: bool = False,
+                allow: str = CLI_ALLOW) -> LoadedMember:
+    """Member `member` of the run's latest population, or (None) the best member the run has seen.
+
+    The env the caller builds from `config.env` may only run code the checkpoint names (wrappers
+    other than Gymnasium's, a `module:Env` id) when `trust` is set; otherwise this raises, naming
+    `allow`, the way to permit it (see trust.py)."""
     checkpoint = ckpt.load(path, prefer="best" if member is None else "latest")
     config = checkpoint.config
+    check_checkpoint_env(config.env, checkpoint.path, trust, allow)
     pop = ckpt.restore_population(checkpoint, config, torch.device(device))
     members = checkpoint.meta["members"]
     confirmed = None
@@ -66,14 +73,16 @@ class Agent:
     >>> action, state = agent.act(obs)
     """
 
-    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, prepare) -> None:
-        """`prepare`: raw observations -> network input, as the run's env batch does it (`EnvBatch.prepare`)."""
+    def __init__(self, loaded: LoadedMember, observation_space: gym.Space, prepare, env_actions) -> None:
+        """`prepare`: raw observations -> network input; `env_actions`: the policy's actions -> the
+        env's (clipped, or shifted to a Discrete space's start); both as the run's env batch does them."""
         self.loaded = loaded
         self.config = loaded.config
         self._pop = loaded.population
         self._gen = torch.Generator(device=self._pop.device)
         self._gen.manual_seed(0)
         self._prepare = prepare
+        self._env_actions = env_actions
         self._single_ndim = len(observation_space.shape)
 
     @property
@@ -99,17 +108,18 @@ class Agent:
             deterministic = self.loaded.deterministic
         step = self._pop.act(torch.as_tensor(batch, device=self._pop.device).unsqueeze(0), self._gen, deterministic,
                              state)
-        action = step.action[0].cpu().numpy()
-        if not self._pop.net.action.discrete:
-            action = np.clip(action, self._pop.net.action.low, self._pop.net.action.high)
+        action = self._env_actions(step.action[0].cpu().numpy())
         return (action[0] if single else action), step.state
 
 
-def load(path: str | Path, member: int | None = None, device: str = "cpu") -> Agent:
-    """Load a trained member (default: the run's best) from a run directory or checkpoint file."""
-    loaded = load_member(path, member, device)
+def load(path: str | Path, member: int | None = None, device: str = "cpu", trust: bool = False) -> Agent:
+    """Load a trained member (default: the run's best) from a run directory or checkpoint file.
+
+    `trust=True` lets the checkpoint's env config import and run the code it names (wrappers other
+    than Gymnasium's, a `module:Env` id); without it such a checkpoint is refused."""
+    loaded = load_member(path, member, device, trust, PYTHON_ALLOW)
     env = EnvBatch(loaded.config.env, 1)  # as the run built it: wrappers, backend, kwargs
     try:
-        return Agent(loaded, env.env.single_observation_space, env.prepare)
+        return Agent(loaded, env.env.single_observation_space, env.prepare, env.env_actions)
     finally:
         env.close()

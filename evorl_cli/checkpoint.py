@@ -6,6 +6,7 @@ temporary name and renamed into place, so a crash mid-write leaves the previous 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from evorl_cli.config import TrainConfig, build_train_config
@@ -64,18 +65,38 @@ def population_payload(pop: Population, members: list[int] | None = None) -> tup
 
 
 def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write atomically: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically: temp file in the same directory, fsync, rename.
+
+    Whatever stops the write (disk full, permissions, an I/O error, Ctrl-C) leaves the file at
+    `path` as it was and no temp file behind; a failed write raises a one-line EvorlError naming the
+    path and the cause."""
     document = json.dumps({"format_version": FORMAT_VERSION, **meta})
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    existed = path.is_file()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(tmp), metadata={META_KEY: document})
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        kept = f"the previous {path.name} is intact" if existed else "nothing was written"
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        then = (f"resume with: evorl train resume={run}" if (path.parent / f"latest{SUFFIX}").is_file()
+                else "start the run again")
+        raise EvorlError(f"could not write checkpoint {path}: {_write_failure(exc)}; {kept}: free disk space "
+                         f"(or fix permissions), then {then}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_failure(exc: BaseException) -> str:
+    """The cause of a failed write in a few words, e.g. 'No space left on device (os error 28)'."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (os error {exc.errno})" if exc.errno else exc.strerror
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.rpartition("I/O error: ")[2]  # safetensors: "Error while serializing: I/O error: <cause>"
 
 
 def resolve(path: str | Path, prefer: str = "best") -> Path:

@@ -1,4 +1,4 @@
-"""Checks `evorl train` runs before anything is created, on a config that already validated.
+"""Checks the commands run before anything is created (mostly `evorl train`), on a config that already validated.
 
 `config.validate` checks values against each other; these check them against the world: what the
 env observes, whether the output directory can be made, whether an env preset's values still suit
@@ -55,14 +55,14 @@ def check_net_fits(net: NetConfig, env_id: str, probe: EnvProbe) -> None:
                          "(net.cnn is null): use net=cnn or net=cnn_lstm")
 
 
-def check_output_dir(key: str, path: str) -> None:
+def check_output_dir(key: str, path: str, fix: str | None = None) -> None:
     """`path` (the value of `key`) exists as a writable directory or can be made: probed by making
     and removing a temporary directory in its nearest existing ancestor, so nothing is left behind.
 
     Permission bits alone would not do: root passes every access() check, yet cannot make a
     directory under /proc or on a read-only mount.
     """
-    fix = f"set {key} to a writable location, e.g. {key}=outputs/run1"
+    fix = fix or f"set {key} to a writable location, e.g. {key}=outputs/run1"
     try:
         target = Path(os.path.abspath(os.path.expanduser(path)))
     except OSError as exc:  # the working directory itself is gone

@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.markup import escape
 
+from evorl_cli import hparams
 from evorl_cli.config import build_train_config, register_schemas
-from evorl_cli.errors import EvorlError
+from evorl_cli.errors import EnvFault, EvorlError
 
 _PACKAGED = Path(__file__).parent / "conf"
 CONF_DIR = str(_PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[1] / "conf")
@@ -50,6 +51,8 @@ def _hydra_subdir_resolver(resume: str | None, stamp: str) -> str:
 
 OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir_resolver, replace=True)
+# `evorl train --help` ends with the hyperparameter table, generated from the one in hparams.py.
+OmegaConf.register_new_resolver("evorl_train_help", hparams.help_text, replace=True)
 register_schemas()
 
 
@@ -73,18 +76,20 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
 def train_command(cfg: DictConfig) -> float:
     """`evorl train`: train a population; returns the confirmed best score (what Hydra sweepers optimise)."""
-    from evorl_cli import checkpoint as ckpt
     from evorl_cli.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with user_errors(resume_hint=str(run_dir)):
         resume = None
         if cfg.resume:
-            resume = ckpt.load(cfg.resume, prefer="latest")
-            config = resumed_config(resume.meta["config"], HydraConfig.get().overrides.task)
+            resume, config = load_resume(cfg.resume, HydraConfig.get().overrides.task, cfg.trust_checkpoint)
         else:
             config = build_train_config(cfg)
-        return train(config, run_dir, console, resume=resume).best_score
+        try:
+            return train(config, run_dir, console, resume=resume).best_score
+        except EnvFault as exc:  # the run's checkpoints are intact: say how to carry on
+            raise EvorlError(f"{exc}; {run_dir / 'checkpoints' / 'latest.safetensors'} holds the run up to its "
+                             f"last generation: once the env is fixed, evorl train resume={run_dir}") from None
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")
@@ -122,23 +127,38 @@ COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
 }
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "evolution.", "checkpoint.",
-                  "env.target", "mutation.", "hp_config.")
+RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "trust_checkpoint", "evolution.",
+                  "checkpoint.", "env.target", "mutation.", "hp_config.")
+# Keys of the command line rather than of the run: a resume neither takes them from the checkpoint nor records them.
+COMMAND_KEYS = ("resume", "trust_checkpoint")
 
 
 def resumed_config(saved: dict, overrides: list[str]):
     """The checkpoint's config with the command line's (resumable) overrides applied on top."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = OmegaConf.create(saved)
+    cfg = OmegaConf.create({k: v for k, v in saved.items() if k != "trust_checkpoint"})  # a file cannot trust itself
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if not key.startswith(RESUMABLE_KEYS):
             raise EvorlError(f"{key} cannot change when resuming (it would be another run); allowed: "
-                             f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k != 'resume')}")
-        if key != "resume":
+                             f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k not in COMMAND_KEYS)}")
+        if key not in COMMAND_KEYS:
             OmegaConf.update(cfg, key, override.value(), merge=True)
     return build_train_config(cfg)
+
+
+def load_resume(path: str, overrides: list[str], trusted: bool):
+    """The checkpoint a resume continues from and the run config it continues with (the saved one
+    with the command line's resumable overrides). Its env may run code the checkpoint names only
+    when `trusted` (trust_checkpoint=true): see trust.py."""
+    from evorl_cli import checkpoint as ckpt
+    from evorl_cli.trust import CLI_ALLOW, check_checkpoint_env
+
+    resume = ckpt.load(path, prefer="latest")
+    config = resumed_config(resume.meta["config"], overrides)
+    check_checkpoint_env(config.env, resume.path, trusted, CLI_ALLOW)
+    return resume, config
 
 
 # --- preflight: validate overrides before Hydra makes anything ---------------------------------
@@ -223,6 +243,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
     if cfg.resume:
         if not Path(cfg.resume).exists():
             raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
+        load_resume(cfg.resume, combo, cfg.trust_checkpoint)  # a bad checkpoint or override stops here
         check_output_dir(out_key, out_dir)
         return None
     config = build_train_config(cfg)
@@ -235,6 +256,26 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
         return None
     overridden = {o.key_or_group for o in OverridesParser.create().parse_overrides(combo)}
     return inherited_preset_warning(config.env, env_choice, preset, overridden)
+
+
+def _preflight_checkpoint_command(command: str, cfg: DictConfig) -> None:
+    """eval, render, inspect: the settings, the checkpoint path, the device and (render) where the GIF goes."""
+    from evorl_cli.checks import check_output_dir
+    from evorl_cli.config import SCHEMAS, to_dataclass, validate_playback
+    from evorl_cli.train import resolve_device
+
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
+    settings = to_dataclass(SCHEMAS[f"{command}_schema"], cfg)
+    validate_playback(settings)
+    if not Path(settings.ckpt).exists():
+        raise EvorlError(f"ckpt={settings.ckpt}: no such file or directory; pass a run directory "
+                         "under outputs/ or a .safetensors checkpoint")
+    if hasattr(settings, "device"):
+        resolve_device(settings.device)
+    if getattr(settings, "out", None):
+        check_output_dir("the directory of out", str(Path(settings.out).parent),
+                         fix="set out to a writable path, e.g. out=member.gif")
 
 
 def preflight(command: str, args: list[str]) -> list[str]:
@@ -264,11 +305,8 @@ def preflight(command: str, args: list[str]) -> list[str]:
                     warning = _preflight_train(cfg, combo, multirun=len(overrides) < len(args))
                     if warning and warning not in warnings:
                         warnings.append(warning)
-                elif OmegaConf.is_missing(cfg, "ckpt"):
-                    raise EvorlError(f"ckpt is required: evorl {command} ckpt=outputs/<date>/<run>")
-                elif not Path(str(cfg.ckpt)).exists():
-                    raise EvorlError(f"ckpt={cfg.ckpt}: no such file or directory; pass a run directory "
-                                     "under outputs/ or a .safetensors checkpoint")
+                else:
+                    _preflight_checkpoint_command(command, cfg)
     finally:
         GlobalHydra.instance().clear()
     return warnings

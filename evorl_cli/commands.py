@@ -18,7 +18,7 @@ def run_eval(cfg: DictConfig, console: Console) -> EvalResult:
     """Play fresh episodes with one member and print mean return ± standard error (per-episode
     rows with `per_episode=true`). By default it plays as many episodes, and acts the same way
     (deterministic or sampled), as the run's confirmation did, so the two figures compare."""
-    loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint)
     evo = loaded.config.evolution
     episodes = evo.confirm_episodes if cfg.episodes is None else int(cfg.episodes)
     if episodes < 1:

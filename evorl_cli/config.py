@@ -7,29 +7,19 @@ rules, so the rest of the code works with plain, already-valid dataclasses.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evorl_cli.errors import EvorlError
+from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, lookup  # noqa: F401  (re-exported)
 
-# Hyperparameters that each member carries on its own and that `hp_config` may mutate.
-MUTABLE_HPS = (
-    "lr",
-    "batch_size",
-    "ent_coef",
-    "vf_coef",
-    "clip_coef",
-    "gamma",
-    "gae_lambda",
-    "max_grad_norm",
-    "update_epochs",
-)
-INTEGER_HPS = ("batch_size", "update_epochs")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
+# Relative weights of the mutation kinds (each non-elite member draws one, with probability
+# weight / sum of weights), in the order evolve/mutate.py's KINDS lists them.
+MUTATION_WEIGHTS = ("no_mutation", "parameters", "architecture", "activation", "rl_hp")
 
 
 @dataclass
@@ -105,7 +95,7 @@ class NetConfig:
 
 @dataclass
 class MutationConfig:
-    """Probabilities of each mutation kind (normalised to sum to 1) and their strengths."""
+    """Relative weights of each mutation kind (normalised to sum to 1) and their strengths."""
 
     name: str = "default"
     no_mutation: float = 0.4
@@ -122,7 +112,7 @@ class MutationConfig:
 
 @dataclass
 class HPRange:
-    """Bounds and step factors of one mutable hyperparameter."""
+    """Bounds and step factors of one mutable hyperparameter (what they may be: `hparams.TABLE`)."""
 
     min: float = 0.0
     max: float = 1.0
@@ -163,6 +153,9 @@ class TrainConfig:
     device: str = "auto"
     torch_threads: Optional[int] = None  # None: leave torch's default
     resume: Optional[str] = None
+    # With resume: let the checkpoint's env config import and run code it names (trust.py). A
+    # permission of this command line: never read back from a checkpoint.
+    trust_checkpoint: bool = False
     progress: bool = True
     population: PopulationConfig = field(default_factory=PopulationConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -174,13 +167,64 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
+@dataclass
+class EvalConfig:
+    """`evorl eval`: which checkpoint and member, how many fresh episodes, how to act."""
+
+    ckpt: str = MISSING  # run directory (its best member) or a .safetensors checkpoint
+    member: Optional[int] = None  # None: the best member; i: member i of the latest population
+    episodes: Optional[int] = None  # None: as many as the run confirmed with
+    deterministic: Optional[bool] = None  # None: as the run evaluated
+    per_episode: bool = False
+    seed: int = 0
+    max_steps: Optional[int] = None  # cap on an episode; None: the env's limit
+    device: str = "cpu"
+    trust_checkpoint: bool = False  # let the checkpoint's env run code it names (trust.py)
+
+
+@dataclass
+class RenderConfig:
+    """`evorl render`: which checkpoint and member, how many episodes, where the GIF goes."""
+
+    ckpt: str = MISSING
+    member: Optional[int] = None
+    episodes: int = 1
+    fps: int = 30
+    out: Optional[str] = None  # None: <run dir>/<env>_member<i>.gif
+    deterministic: Optional[bool] = None
+    seed: int = 0
+    max_steps: Optional[int] = None
+    device: str = "cpu"
+    trust_checkpoint: bool = False
+
+
+@dataclass
+class InspectConfig:
+    """`evorl inspect`: which checkpoint."""
+
+    ckpt: str = MISSING
+
+
+@dataclass
+class _TrainSchema(TrainConfig):
+    """What Hydra composes `train` against: TrainConfig, with hp_config's entries left untyped so
+    that `+hp_config.gamma={min: 0.9, max: 0.999}` can add one (OmegaConf refuses to assign a dict
+    to a new key of a Dict[str, HPRange]); `build_train_config` then checks them as HPRange."""
+
+    hp_config: Dict[str, Any] = field(default_factory=dict)
+
+
+SCHEMAS = {"train_schema": _TrainSchema, "eval_schema": EvalConfig, "render_schema": RenderConfig,
+           "inspect_schema": InspectConfig}
+
 # Free-form dicts of the schema: their keys belong to someone else (env.kwargs are the env
 # constructor's options), so the command line may add keys to them without Hydra's `+` prefix.
 OPEN_DICTS = ("env.kwargs",)
 
 
 def register_schemas() -> None:
-    """Make the schema the base of Hydra's `train` config, so every key exists and is type-checked.
+    """Make the schemas the base of each command's Hydra config (`train_schema` for train.yaml, ...),
+    so every key exists and is type-checked.
 
     Hydra puts the whole composed config in struct mode (a new key is an error unless added with
     `+`). A node whose own struct flag is set to False keeps it, since OmegaConf reads a flag from
@@ -188,10 +232,12 @@ def register_schemas() -> None:
     still caught."""
     from hydra.core.config_store import ConfigStore
 
-    schema = OmegaConf.structured(TrainConfig)
-    for key in OPEN_DICTS:
-        OmegaConf.set_struct(OmegaConf.select(schema, key), False)
-    ConfigStore.instance().store(name="train_schema", node=schema)
+    for name, dataclass_ in SCHEMAS.items():
+        schema = OmegaConf.structured(dataclass_)
+        if dataclass_ is _TrainSchema:
+            for key in OPEN_DICTS:
+                OmegaConf.set_struct(OmegaConf.select(schema, key), False)
+        ConfigStore.instance().store(name=name, node=schema)
 
 
 def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:
@@ -231,6 +277,9 @@ def validate(c: TrainConfig) -> None:
     a, n, m, e = c.algo, c.net, c.mutation, c.evolution
     _require(c.population.size >= 1, f"population.size={c.population.size}: must be at least 1")
     _require(c.max_steps > 0, f"max_steps={c.max_steps}: must be positive")
+    _require(not c.trust_checkpoint or c.resume,
+             "trust_checkpoint=true only applies to resume=<run>, whose checkpoint's env may name code; "
+             "a new run builds the env you give it: drop trust_checkpoint")
     _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
              f"device={c.device}: use auto, cpu or cuda")
     _require(c.env.num_envs >= 1, f"env.num_envs={c.env.num_envs}: must be at least 1")
@@ -243,23 +292,9 @@ def validate(c: TrainConfig) -> None:
                  (a.bptt == "chunked" or a.max_seq_len % 2 == 0),
                  f"algo.max_seq_len={a.max_seq_len}: must divide algo.rollout_steps={a.rollout_steps} "
                  "(and be even for bptt=overlap)")
-    _require(a.lr > 0, f"algo.lr={a.lr}: the learning rate must be positive")
-    rollout = a.rollout_steps * c.env.num_envs
-    length = sequence_length(c)
-    if n.recurrent:
-        _require(length <= a.batch_size <= rollout,
-                 f"algo.batch_size={a.batch_size}: must hold at least one BPTT sequence ({length} steps) and at most "
-                 f"the rollout, algo.rollout_steps*env.num_envs={rollout}")
-    _require(1 <= a.batch_size <= rollout,
-             f"algo.batch_size={a.batch_size}: must be between 1 and the rollout size "
-             f"algo.rollout_steps*env.num_envs={rollout}")
-    _require(a.update_epochs >= 1, f"algo.update_epochs={a.update_epochs}: must be at least 1")
-    for key in ("gamma", "gae_lambda"):
-        value = getattr(a, key)
-        _require(0.0 <= value <= 1.0, f"algo.{key}={value}: must be within [0, 1]")
-    for key in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "action_std_init"):
-        value = getattr(a, key)
-        _require(value >= 0, f"algo.{key}={value}: must not be negative")
+    cap = RolloutCap.of(c)
+    for hp in HPARAMS.values():  # each member's start values; ranges and the rollout cap from the table
+        hp.check_start(getattr(a, hp.name), cap)
     _require(a.action_std_init > 0, f"algo.action_std_init={a.action_std_init}: must be positive")
     _require(a.target_kl is None or a.target_kl > 0, f"algo.target_kl={a.target_kl}: must be positive or null")
 
@@ -282,9 +317,13 @@ def validate(c: TrainConfig) -> None:
                  "net.cnn: channels, kernels and strides need one entry per conv layer")
         _require(all(v >= 1 for v in [*k.channels, *k.kernels, *k.strides]), "net.cnn: sizes must be positive")
 
-    probs = [m.no_mutation, m.parameters, m.architecture, m.activation, m.rl_hp]
-    _require(all(p >= 0 for p in probs) and sum(probs) > 0,
-             "mutation probabilities must be non-negative with a positive sum")
+    weights = {key: getattr(m, key) for key in MUTATION_WEIGHTS}
+    for key, weight in weights.items():
+        _require(weight >= 0, f"mutation.{key}={weight}: mutation weights must not be negative (they are relative "
+                              f"weights, normalised to sum to 1): use 0 to switch this kind off")
+    _require(sum(weights.values()) > 0,
+             f"mutation.{', '.join(MUTATION_WEIGHTS)} are all 0: give at least one a positive weight "
+             "(e.g. mutation.no_mutation=1 for selection without mutation)")
     for key in ("new_layer_prob", "remove_prob"):
         value = getattr(m, key)
         _require(0.0 <= value <= 1.0, f"mutation.{key}={value}: must be within [0, 1]")
@@ -295,30 +334,7 @@ def validate(c: TrainConfig) -> None:
         _require(act in ACTIVATIONS, f"mutation.activations contains {act}: choose from {', '.join(ACTIVATIONS)}")
 
     for key, rng in c.hp_config.items():
-        if key not in MUTABLE_HPS:
-            close = difflib.get_close_matches(key, MUTABLE_HPS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f"; mutable: {', '.join(MUTABLE_HPS)}"
-            raise EvorlError(f"hp_config.{key}: not a mutable hyperparameter{hint}")
-        _require(rng.min <= rng.max, f"hp_config.{key}: min={rng.min} is greater than max={rng.max}")
-        _require(rng.grow_factor > 0 and rng.shrink_factor > 0,
-                 f"hp_config.{key}: grow_factor and shrink_factor must be positive")
-        if key == "lr":
-            _require(rng.min > 0, f"hp_config.lr.min={rng.min}: the learning rate must be positive")
-        if key == "batch_size":  # max is capped at the rollout size when mutating
-            _require(1 <= rng.min <= rollout,
-                     f"hp_config.batch_size.min={rng.min}: must lie within [1, rollout size "
-                     f"algo.rollout_steps*env.num_envs={rollout}]")
-        if key in ("gamma", "gae_lambda"):
-            _require(0 <= rng.min and rng.max <= 1, f"hp_config.{key}: bounds must lie within [0, 1]")
-        if key == "update_epochs":
-            _require(rng.min >= 1, f"hp_config.update_epochs.min={rng.min}: must be at least 1")
-        if key not in ("lr", "batch_size", "update_epochs", "gamma", "gae_lambda"):
-            _require(rng.min >= 0, f"hp_config.{key}.min={rng.min}: must not be negative")
-        start = getattr(a, key)
-        upper = min(rng.max, rollout) if key == "batch_size" else rng.max
-        _require(rng.min <= start <= upper,
-                 f"algo.{key}={start} lies outside hp_config.{key} [{rng.min}, {rng.max}]: "
-                 f"start it inside the bounds or widen them")
+        lookup(key).check_bounds(rng, getattr(a, key), cap)
 
     _require(e.evo_steps >= 1, f"evolution.evo_steps={e.evo_steps}: must be at least 1")
     _require(e.selection in ("eval", "train"), f"evolution.selection={e.selection}: use eval or train")
@@ -330,3 +346,16 @@ def validate(c: TrainConfig) -> None:
     _require(1 <= e.tournament_size <= c.population.size,
              f"evolution.tournament_size={e.tournament_size}: must be between 1 and population.size={c.population.size}")
     _require(c.checkpoint.keep >= 0, f"checkpoint.keep={c.checkpoint.keep}: must be 0 (off) or positive")
+
+
+def validate_playback(c: EvalConfig | RenderConfig | InspectConfig) -> None:
+    """Ranges of the `evorl eval` / `render` settings (their types are the schema's)."""
+    if isinstance(c, InspectConfig):
+        return
+    _require(c.member is None or c.member >= 0, f"member={c.member}: give a member index (0, 1, ...) or null")
+    _require(c.episodes is None or c.episodes >= 1, f"episodes={c.episodes}: must be at least 1")
+    _require(c.max_steps is None or c.max_steps >= 1, f"max_steps={c.max_steps}: must be positive or null")
+    _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
+             f"device={c.device}: use auto, cpu or cuda")
+    if isinstance(c, RenderConfig):
+        _require(c.fps >= 1, f"fps={c.fps}: must be at least 1 (e.g. fps=30)")

@@ -6,3 +6,8 @@ class EvorlError(Exception):
 
     The message is shown as a single line, so it should name the offending key or path and the fix.
     """
+
+
+class EnvFault(EvorlError):
+    """An env misbehaved while it ran: raised in reset/step, or returned NaN/inf observations or
+    rewards. The message names the env id, the call and how many env steps it had played."""

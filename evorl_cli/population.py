@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evorl_cli.config import INTEGER_HPS, MUTABLE_HPS, TrainConfig
+from evorl_cli.config import TrainConfig
+from evorl_cli.hparams import HPARAMS
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.distributions import sample
 from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
@@ -82,10 +83,8 @@ class Population:
         params = torch.zeros(size, net.num_params)
         for p in range(size):
             net.init_member(params[p], arch, p, config.algo.action_std_init, gen)
-        hp = {}
-        for name in MUTABLE_HPS:
-            dtype = np.int64 if name in INTEGER_HPS else np.float64
-            hp[name] = np.full(size, getattr(config.algo, name), dtype=dtype)
+        hp = {name: np.full(size, getattr(config.algo, name), dtype=np.int64 if row.kind is int else np.float64)
+              for name, row in HPARAMS.items()}
         return cls(net, arch, hp, params.to(device), BatchedAdam(size, net.num_params, device),
                    ObsNormalizer(size, obs_dim, device, config.algo.normalize_obs),
                    RewardScaler(size, device, config.algo.normalize_rewards))
@@ -194,4 +193,4 @@ class Population:
         self.masks = self._compile_masks()
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:
-        return {k: (int(v[p]) if k in INTEGER_HPS else float(v[p])) for k, v in self.hp.items()}
+        return {k: HPARAMS[k].kind(v[p]) for k, v in self.hp.items()}

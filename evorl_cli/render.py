@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True,
                     max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Frames of `episodes` episodes (the first and the final state included) and each return."""
-    env = EnvBatch(loaded.config.env, 1, render_mode="rgb_array")
+    env = EnvBatch(loaded.config.env, 1, render_mode="rgb_array", purpose="render")
     pop = loaded.population
     gen = torch.Generator(device=pop.device)
     gen.manual_seed(seed)
@@ -55,20 +56,23 @@ def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> None:
     """Write atomically, so an interrupted render never leaves half a GIF."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(tmp, frames, format="GIF", duration=1000.0 / fps, loop=0)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise EvorlError(f"could not write {path}: {exc.strerror or exc}: set out to a writable path, "
+                         "e.g. out=member.gif") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def run_render(cfg: DictConfig, console: Console) -> Path:
     if cfg.fps <= 0 or cfg.episodes < 1:
         raise EvorlError("fps and episodes must be positive (e.g. fps=30 episodes=1)")
-    loaded = load_member(cfg.ckpt, cfg.member, cfg.device)
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint)
     deterministic = loaded.deterministic if cfg.deterministic is None else bool(cfg.deterministic)
     frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, deterministic, cfg.max_steps)
     actions = "deterministic" if deterministic else "sampled"

@@ -23,6 +23,7 @@ from evorl_cli import checkpoint as ckpt
 from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
+from evorl_cli.faults import repair_nonfinite
 from evorl_cli.fitness import Confirmation, Judge, Purpose, derived_seed, episode_seeds, should_confirm
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
@@ -174,7 +175,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     device = resolve_device(config.device)
     size, num_envs, evo = config.population.size, config.env.num_envs, config.evolution
     target = resolve_target(config)
-    env = EnvBatch(config.env, size * num_envs)
+    env = EnvBatch(config.env, size * num_envs, purpose="training")
     judge = Judge(evo, config.env, size, config.seed)
     gens = Generators(config.seed, device)
 
@@ -189,8 +190,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                           "stream, so this run will not match an uninterrupted one step for step[/]")
 
     collector = RolloutCollector(env, size, num_envs, config.algo.rollout_steps, device)
-    mutator = Mutator(config.mutation, config.net, config.hp_config, num_envs * config.algo.rollout_steps,
-                      gens.rng, gens.init)
+    mutator = Mutator.for_run(config, gens.rng, gens.init)
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
     checkpoints = run_dir / "checkpoints"
@@ -216,6 +216,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 if pop.reward_scale.enabled:
                     pop.reward_scale.update(members_first(rollout.returns_seen))
                 ppo_update(pop, rollout, config.algo, gens.torch)
+                for member, donor in repair_nonfinite(pop, [h[-1] if h else math.nan for h in state.history]):
+                    state.mutations[member] += f"; diverged (NaN), replaced by a copy of {donor}"  # table, csv
                 if pop.obs_norm.enabled:
                     pop.obs_norm.update(members_first(rollout.raw_obs))
                 state.env_steps += steps_per_rollout

@@ -119,8 +119,7 @@ def make_trained_population(cfg: dict) -> tuple[Population, object]:
     only = dict(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=0.0)
     for kind, extra in (("architecture", {"new_layer_prob": 0.5}), ("activation", {}), ("rl_hp", {})):
         mcfg = dataclasses.replace(config.mutation, **{**only, kind: 1.0, **extra})
-        Mutator(mcfg, config.net, config.hp_config, num_envs * config.algo.rollout_steps, rng, gen).mutate(
-            pop, protected=set())
+        Mutator.for_run(dataclasses.replace(config, mutation=mcfg), rng, gen).mutate(pop, protected=set())
     learn()
     env.close()
 
@@ -432,8 +431,12 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch, failure):
     monkeypatch.setattr(checkpoint, "save_file", broken_save_file)
     new_tensors, new_meta = _small_payload(2)
     assert not torch.equal(new_tensors["params"], old_tensors["params"])
-    with pytest.raises(type(failure)):
+    expected = EvorlError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
         checkpoint.save(path, new_tensors, new_meta)
+    if expected is EvorlError:  # one line: the path, the cause, what is kept
+        assert_one_line(info, f"could not write checkpoint {path}: No space left on device",
+                        "the previous latest.safetensors is intact")
 
     assert written and Path(written[0]) != path, "save must write to a temporary name first"
     assert path.read_bytes() == before
@@ -442,7 +445,7 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch, failure):
     assert sorted(p.name for p in folder.iterdir()) == ["latest.safetensors"], "a temp file was left behind"
 
     # A first-ever save that fails leaves nothing behind either.
-    with pytest.raises(type(failure)):
+    with pytest.raises(expected):
         checkpoint.save(folder / "best.safetensors", new_tensors, new_meta)
     assert sorted(p.name for p in folder.iterdir()) == ["latest.safetensors"]
 

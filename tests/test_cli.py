@@ -148,6 +148,15 @@ def test_train_help_lists_config_groups(tmp_path):
     for group in ("algo", "env", "net", "mutation", "hp_config"):
         assert re.search(rf"^{group}: ", out, re.MULTILINE), f"group {group} not listed"
     assert re.search(r"^env: .*cartpole", out, re.MULTILINE)
+    # The tunable hyperparameters, with type and valid range (the oracle: written out by hand).
+    ranges = {"lr": ("float", "(0, inf)"), "batch_size": ("int", "[1, rollout]"), "ent_coef": ("float", "[0, inf)"),
+              "vf_coef": ("float", "[0, inf)"), "clip_coef": ("float", "[0, inf)"), "gamma": ("float", "[0, 1]"),
+              "gae_lambda": ("float", "[0, 1]"), "max_grad_norm": ("float", "[0, inf)"),
+              "update_epochs": ("int", "[1, inf)")}
+    assert set(ranges) == set(MUTABLE_HPS)
+    for name, (kind, valid) in ranges.items():
+        assert re.search(rf"^  {name} +{kind} +{re.escape(valid)} ", out, re.MULTILINE), name
+    assert "relative weights" in out and "== Tunable hyperparameters ==" in out
     assert list(tmp_path.iterdir()) == []
 
 

@@ -61,6 +61,82 @@ def test_bad_values_raise_one_clear_error(overrides, message):
     assert "\n" not in str(info.value)
 
 
+# (start value refused, start value accepted) for each tunable hyperparameter: the valid ranges,
+# written out by hand as the oracle for hparams.TABLE.
+RANGES = {
+    "lr": ([0.0, -1e-3], [1e-6, 0.5]),
+    "batch_size": ([0, -8], [1, 64]),  # tiny_config's rollout: 32 steps x 2 envs = 64
+    "ent_coef": ([-0.01], [0.0, 0.5]),
+    "vf_coef": ([-0.5], [0.0, 2.0]),
+    "clip_coef": ([-0.1], [0.0, 0.3]),
+    "gamma": ([-0.1, 1.01], [0.0, 1.0]),
+    "gae_lambda": ([-0.1, 1.5], [0.0, 1.0]),
+    "max_grad_norm": ([-1.0], [0.0, 10.0]),
+    "update_epochs": ([0, -1], [1, 30]),
+}
+
+
+@pytest.mark.parametrize("name", RANGES)
+def test_each_hyperparameters_start_value_is_checked_against_its_range(name):
+    from evorl_cli.hparams import MUTABLE_HPS
+
+    assert set(RANGES) == set(MUTABLE_HPS)
+    bad, good = RANGES[name]
+    for value in bad:
+        with pytest.raises(EvorlError, match=rf"^algo\.{name}={value}: the .* must be ") as info:
+            tiny_config(**{f"algo.{name}": value, "hp_config": {}})
+        assert "\n" not in str(info.value)
+    for value in good:
+        assert getattr(tiny_config(**{f"algo.{name}": value, "hp_config": {}}).algo, name) == value
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"algo.batch_size": 65},
+     "algo.batch_size=65: must be between 1 and the rollout size algo.rollout_steps*env.num_envs=64"),
+    ({"algo.batch_size": 8, "net.recurrent": "lstm", "algo.max_seq_len": 16},
+     "algo.batch_size=8: must hold at least one BPTT sequence (16 steps) and at most the rollout"),
+    ({"hp_config.lr": {"min": 0.0, "max": 0.01}}, "hp_config.lr.min=0.0: the learning rate must be positive"),
+    ({"hp_config.gamma": {"min": 0.9, "max": 1.5}}, "hp_config.gamma.max=1.5: the discount must be within [0, 1]"),
+    ({"hp_config.update_epochs": {"min": 0, "max": 8}}, "hp_config.update_epochs.min=0.0: the number of epochs"),
+    ({"hp_config.vf_coef": {"min": -1.0, "max": 1.0}},
+     "hp_config.vf_coef.min=-1.0: the value loss coefficient must be at least 0"),
+    ({"hp_config.lr": {"min": 1e-4, "max": 1e-2, "grow_factor": 0.0}},
+     "grow_factor=0.0 and shrink_factor=0.8 must be positive"),
+    ({"hp_config.batch_size": {"min": 128, "max": 1024}},
+     "hp_config.batch_size=[128, 1024] leaves no value the rollout allows"),
+    ({"hp_config.batch_size": {"min": 8, "max": 16}},
+     "algo.batch_size=32 lies outside hp_config.batch_size [8.0, 16.0]"),
+])
+def test_hp_config_and_rollout_cap_messages(overrides, message):
+    with pytest.raises(EvorlError) as info:
+        tiny_config(**overrides)
+    assert message in str(info.value)
+
+
+def test_a_recurrent_batch_bound_below_one_sequence_is_raised_by_mutation_not_refused():
+    """hp_config.batch_size.min below one BPTT sequence is fine: mutation clamps to the sequence."""
+    from evorl_cli.hparams import HPARAMS, RolloutCap
+
+    config = tiny_config(**{"net.recurrent": "lstm", "algo.max_seq_len": 16,
+                            "hp_config.batch_size": {"min": 1, "max": 64}})
+
+    assert HPARAMS["batch_size"].mutation_limits(config.hp_config["batch_size"], RolloutCap.of(config)) == (16, 64)
+
+
+def test_a_hyperparameter_can_be_added_to_hp_config_from_the_command_line():
+    from evorl_cli.config import HPRange
+
+    config = build_train_config(_compose(["+hp_config.gamma={min: 0.9, max: 0.999}", "+hp_config.update_epochs.min=1",
+                                          "+hp_config.update_epochs.max=8"]))
+    assert config.hp_config["gamma"] == HPRange(0.9, 0.999, 1.2, 0.8)
+    assert config.hp_config["update_epochs"] == HPRange(1, 8, 1.2, 0.8)
+    assert set(config.hp_config) == {"lr", "batch_size", "ent_coef", "gamma", "update_epochs"}
+    with pytest.raises(EvorlError, match=r"hp_config.lrr: not a mutable hyperparameter \(did you mean lr\?\)"):
+        build_train_config(_compose(["+hp_config.lrr={min: 0.1, max: 0.2}"]))
+    with pytest.raises(EvorlError, match="hp_config.gamma.min"):
+        build_train_config(_compose(["+hp_config.gamma={min: abc, max: 0.999}"]))
+
+
 def test_unknown_key_and_wrong_type_are_named():
     with pytest.raises(EvorlError, match="unknown config key 'algo.nope'"):
         build_train_config({"algo": {"nope": 1}})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from helpers import DISCRETE, varied_population
 
 from evorl_cli.config import HPRange, MutationConfig, NetConfig
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
+from evorl_cli.hparams import HPARAMS, MUTABLE_HPS, ZERO_STEP, RolloutCap
 from evorl_cli.nets.policy import Capacity
 from evorl_cli.optim import BatchedAdam
 
@@ -31,7 +33,7 @@ def _mutator(pop, **mutation):
     probs.update(mutation)
     cfg = MutationConfig(**probs)
     hp = {"lr": HPRange(1e-4, 2e-3, 1.5, 0.5), "batch_size": HPRange(8, 64, 2.0, 0.5)}
-    return Mutator(cfg, NetConfig(max_width=96, max_layers=3), hp, 32, np.random.default_rng(0),
+    return Mutator(cfg, NetConfig(max_width=96, max_layers=3), hp, RolloutCap(1, 32), np.random.default_rng(0),
                    torch.Generator().manual_seed(0))
 
 
@@ -153,13 +155,74 @@ def test_batched_adam_equals_torch_adam_per_member():
         assert torch.allclose(params[p], refs[p].detach(), atol=1e-7)
 
 
-def test_a_zero_hyperparameter_is_not_picked_for_a_multiplicative_mutation():
+def _rl_hp_only(hp_ranges, cap=RolloutCap(1, 32), seed=0):
+    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=1.0)
+    return Mutator(cfg, NetConfig(), hp_ranges, cap, np.random.default_rng(seed), torch.Generator().manual_seed(0))
+
+
+def test_a_hyperparameter_at_zero_grows_to_a_small_value_within_bounds():
+    """Every env preset starts ent_coef at 0, which no multiplicative step can leave: a grow takes it
+    to ZERO_STEP x max (then it moves multiplicatively), a shrink leaves it at 0."""
+    pop = varied_population(DISCRETE)
+    notes, values = set(), set()
+    for seed in range(20):
+        pop.hp["ent_coef"][:] = 0.0
+        notes.update(_rl_hp_only({"ent_coef": HPRange(0.0, 0.05)}, seed=seed).mutate(pop, protected=set()))
+        values.update(pop.hp["ent_coef"].tolist())
+    assert values == {0.0, 0.0005}, values  # 1% of max=0.05, or unchanged by a shrink
+    assert "ent_coef 0->0.0005" in notes
+    pop.hp["ent_coef"][:] = 0.0005
+    _rl_hp_only({"ent_coef": HPRange(0.0, 0.05, 1.5, 0.5)}).mutate(pop, protected=set())
+    assert set(pop.hp["ent_coef"].tolist()) <= {0.0005 * 1.5, 0.0005 * 0.5}
+    assert ZERO_STEP == 0.01
+
+
+def test_a_hyperparameter_that_cannot_move_is_not_drawn():
+    """ent_coef at 0 with grow_factor 1 (env=pendulum_novel: entropy may only decay) can never move;
+    the mutator then draws among the others instead of wasting the mutation."""
     pop = varied_population(DISCRETE)
     pop.hp["ent_coef"][:] = 0.0
-    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=0.0, activation=0.0, rl_hp=1.0)
-    only_entropy = Mutator(cfg, NetConfig(), {"ent_coef": HPRange(0.0, 0.1)}, 32, np.random.default_rng(0),
-                           torch.Generator().manual_seed(0))
-    assert only_entropy.mutate(pop, protected=set()) == ["none"] * 3
-    both = Mutator(cfg, NetConfig(), {"ent_coef": HPRange(0.0, 0.1), "lr": HPRange(1e-4, 1e-2)}, 32,
-                   np.random.default_rng(0), torch.Generator().manual_seed(0))
-    assert all(note.startswith("lr") for note in both.mutate(pop, protected=set()))
+    frozen = {"ent_coef": HPRange(0.0, 0.001, 1.0, 0.9)}
+    assert _rl_hp_only(frozen).mutate(pop, protected=set()) == ["none"] * 3
+    notes = _rl_hp_only({**frozen, "lr": HPRange(1e-4, 1e-2)}).mutate(pop, protected=set())
+    assert all(note.startswith("lr") for note in notes), notes
+
+
+@pytest.mark.parametrize("name, old, grow, bounds, cap, expected", [
+    # multiplicative steps
+    ("lr", 1e-3, True, HPRange(1e-4, 1e-2, 1.2, 0.8), RolloutCap(1, 64), 1.2e-3),
+    ("lr", 1e-3, False, HPRange(1e-4, 1e-2, 1.2, 0.8), RolloutCap(1, 64), 0.8e-3),
+    # clamped to hp_config bounds
+    ("lr", 9e-3, True, HPRange(1e-4, 1e-2, 1.2, 0.8), RolloutCap(1, 64), 1e-2),
+    ("gamma", 0.99, True, HPRange(0.9, 0.999, 1.2, 0.8), RolloutCap(1, 64), 0.999),
+    # integers round away from the old value, so a step always moves
+    ("update_epochs", 4, True, HPRange(1, 10, 1.1, 0.9), RolloutCap(1, 64), 5),
+    ("update_epochs", 4, False, HPRange(1, 10, 1.1, 0.9), RolloutCap(1, 64), 3),
+    ("batch_size", 32, True, HPRange(8, 1024, 1.2, 0.8), RolloutCap(1, 512), 39),
+    # batch_size: capped by one member's rollout, and (recurrent) at least one BPTT sequence
+    ("batch_size", 60, True, HPRange(8, 1024, 1.2, 0.8), RolloutCap(1, 64), 64),
+    ("batch_size", 18, False, HPRange(8, 1024, 1.2, 0.8), RolloutCap(16, 64), 16),  # 14 < one sequence
+    # a value at 0
+    ("ent_coef", 0.0, True, HPRange(0.0, 0.05, 1.2, 0.8), RolloutCap(1, 64), 0.0005),
+    ("ent_coef", 0.0, False, HPRange(0.0, 0.05, 1.2, 0.8), RolloutCap(1, 64), 0.0),
+    ("ent_coef", 0.0, True, HPRange(0.0, 0.05, 1.0, 0.8), RolloutCap(1, 64), 0.0),
+])
+def test_the_mutation_rule(name, old, grow, bounds, cap, expected):
+    value = HPARAMS[name].mutate(old, grow, bounds, cap)
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert type(value) is (int if name in ("batch_size", "update_epochs") else float)
+
+
+def test_every_tunable_hyperparameter_is_in_the_table_and_carried_by_each_member():
+    import dataclasses
+
+    from evorl_cli.config import PPOConfig
+
+    assert set(MUTABLE_HPS) == {"lr", "batch_size", "ent_coef", "vf_coef", "clip_coef", "gamma", "gae_lambda",
+                                "max_grad_norm", "update_epochs"}
+    fields = {f.name: f.type for f in dataclasses.fields(PPOConfig)}
+    for name, row in HPARAMS.items():  # the start value's schema type agrees with the table
+        assert fields[name] == row.kind.__name__, name
+    pop = varied_population(DISCRETE)
+    assert set(pop.hp) == set(MUTABLE_HPS)
+    assert {k: type(v) for k, v in pop.hyperparameters(0).items()} == {k: r.kind for k, r in HPARAMS.items()}

@@ -12,6 +12,7 @@ from test_ppo import VARIED_HPS, assert_batched_equals_alone
 
 from evorl_cli.config import MutationConfig, NetConfig, PPOConfig
 from evorl_cli.evolve.mutate import Mutator
+from evorl_cli.hparams import RolloutCap
 from evorl_cli.nets.policy import ActionSpec
 from evorl_cli.population import Population
 
@@ -96,8 +97,8 @@ def test_hidden_growth_is_gate_aware_and_keeps_outputs(kind):
     with torch.no_grad():
         before = pop.forward_sequence(obs, state, starts)
     cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0)
-    mutator = Mutator(cfg, NetConfig(recurrent=kind, max_hidden_size=128), {}, 32, np.random.default_rng(0),
-                      torch.Generator().manual_seed(0))
+    mutator = Mutator(cfg, NetConfig(recurrent=kind, max_hidden_size=128), {}, RolloutCap(4, 32),
+                      np.random.default_rng(0), torch.Generator().manual_seed(0))
     hidden_before = pop.arch.hidden.copy()
     notes = mutator.mutate(pop, protected=set())
     assert all(n.startswith("hidden") for n in notes) and (pop.arch.hidden > hidden_before).all()

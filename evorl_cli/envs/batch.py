@@ -19,7 +19,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from evorl_cli.config import EnvConfig
-from evorl_cli.errors import EvorlError
+from evorl_cli.errors import EnvFault, EvorlError
 from evorl_cli.nets.policy import ActionSpec
 
 
@@ -93,8 +93,18 @@ class ObsEncoder:
         return self.encode(np.asarray(obs))
 
 
-def observation_encoder(space: gym.Space, channels_last: bool = False) -> ObsEncoder:
-    """The encoder for a supported observation space; a clear EvorlError for the others."""
+def describe_space(space: gym.Space, limit: int = 80) -> str:
+    """A space's repr on one line, shortened (a Box's bounds can print as whole arrays)."""
+    text = " ".join(repr(space).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+SUPPORTED_OBS = "evorl reads Box observations (vectors, or images of 2-3 dims) and Discrete ones"
+SUPPORTED_ACTIONS = "evorl's PPO acts in Discrete or 1-D Box action spaces"
+
+
+def observation_encoder(space: gym.Space, channels_last: bool = False, env_id: str = "?") -> ObsEncoder:
+    """The encoder for a supported observation space; a one-line EvorlError that names the fix otherwise."""
     if isinstance(space, spaces.Discrete):
         eye = np.eye(space.n, dtype=np.float32)
         return ObsEncoder(int(space.n), None, lambda obs: eye[obs.astype(np.int64).reshape(-1) - space.start])
@@ -113,34 +123,68 @@ def observation_encoder(space: gym.Space, channels_last: bool = False) -> ObsEnc
             return (obs.astype(np.float32) * scale).reshape(obs.shape[0], -1)
 
         return ObsEncoder(c * h * w, (int(c), int(h), int(w)), encode)
-    raise EvorlError(
-        f"observation space {space} is not supported: use an env with Box or Discrete observations, "
-        "or flatten it with a wrapper (env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}])"
-    )
+    try:  # what Gymnasium's FlattenObservation would make of it: the fix, if it is a vector
+        flat = spaces.utils.flatten_space(space)
+    except Exception:
+        flat = None
+    if isinstance(flat, spaces.Box) and len(flat.shape) == 1:
+        fix = (f"flatten them to a vector of {flat.shape[0]} with "
+               "env.wrappers=[{_target_: gymnasium.wrappers.FlattenObservation}]")
+    else:
+        fix = "wrap the env in a gymnasium.ObservationWrapper of your own that returns a Box"
+    raise EvorlError(f"env.id={env_id} observes {describe_space(space)}, which is not supported "
+                     f"({SUPPORTED_OBS}): {fix}")
 
 
-def action_spec(space: gym.Space) -> ActionSpec:
+def action_spec(space: gym.Space, env_id: str = "?") -> ActionSpec:
+    """What the policy head produces for a supported action space; a one-line EvorlError otherwise."""
     if isinstance(space, spaces.Discrete):
         return ActionSpec(discrete=True, n=int(space.n))
     if isinstance(space, spaces.Box) and len(space.shape) == 1:
         return ActionSpec(discrete=False, n=int(space.shape[0]), low=space.low.astype(np.float32),
                           high=space.high.astype(np.float32))
-    raise EvorlError(f"action space {space} is not supported: PPO here handles Discrete and 1-D Box actions")
+    # The fix: an ActionWrapper that exposes one supported space and decodes it into this one.
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
+        exposed = f"Discrete({int(np.prod(space.nvec))}), one action per combination"
+    elif isinstance(space, spaces.MultiBinary) and np.ndim(space.n) == 0:
+        exposed = f"Discrete({2 ** int(space.n)}), one action per combination"
+    elif isinstance(space, spaces.Box):
+        exposed = f"a 1-D Box of {int(np.prod(space.shape, dtype=np.int64))} reshaped to {space.shape}"
+    else:
+        exposed = "one Discrete or 1-D Box action"
+    raise EvorlError(f"env.id={env_id} acts in {describe_space(space)}, which is not supported "
+                     f"({SUPPORTED_ACTIONS}): wrap the env in a gymnasium.ActionWrapper of your own that "
+                     f"takes {exposed} (env.wrappers=[{{_target_: your_module.YourWrapper}}])")
 
 
 class EnvBatch:
     """`num_envs` sub-envs stepped together; see the module docstring for the contract."""
 
-    def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None) -> None:
+    def __init__(self, cfg: EnvConfig, num_envs: int, render_mode: str | None = None,
+                 purpose: str = "evaluation") -> None:
         """`render_mode` set: Gymnasium envs without autoreset, so the last frame of an episode
-        can be drawn (the caller resets)."""
+        can be drawn (the caller resets). `purpose` (training, evaluation, ...) names these envs in
+        the one-line error for an env that raises or returns NaN."""
         check_env_id(cfg.id, cfg.backend)
         self.num_envs = num_envs
+        self.env_id, self.purpose = cfg.id, purpose
+        self.env_steps = 0  # steps played, summed over the sub-envs
         self.env = self._make_vector_env(cfg, num_envs, render_mode)
         self.backend_name = type(self.env).__name__
-        self.encoder = observation_encoder(self.env.single_observation_space, cfg.channels_last)
+        try:
+            self._conversions(cfg)
+        except EvorlError:
+            self.env.close()
+            raise
+
+    def _conversions(self, cfg: EnvConfig) -> None:
+        """How observations reach the networks and actions reach the env; refuses what cannot."""
+        self.encoder = observation_encoder(self.env.single_observation_space, cfg.channels_last, cfg.id)
         self.obs_dim, self.image = self.encoder.dim, self.encoder.image
-        self.action = action_spec(self.env.single_action_space)
+        self.action = action_spec(self.env.single_action_space, cfg.id)
+        space = self.env.single_action_space
+        # Discrete actions are indices 0..n-1 to the policy; the env's may start elsewhere.
+        self._action_start = int(space.start) if isinstance(space, spaces.Discrete) else 0
         self._obs_mask = None
         if cfg.mask_indices:
             bad = [i for i in cfg.mask_indices if not -self.obs_dim <= i < self.obs_dim]
@@ -220,22 +264,61 @@ class EnvBatch:
 
     def reset(self, seed: int | list[int]) -> np.ndarray:
         """Reset every sub-env; an int seeds sub-env i with `seed + i`, a list seeds each one."""
-        raw, _ = self.env.reset(seed=seed)
-        return self.prepare(raw)
+        try:
+            raw, _ = self.env.reset(seed=seed)
+        except Exception as exc:
+            raise self._fault("reset", exc) from exc
+        return self._finite(self.prepare(raw), "observation", "reset")
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions as the env takes them: continuous ones clipped to the bounds,
+        discrete indices shifted to where the env's Discrete space starts."""
+        if not self.action.discrete:
+            return np.clip(actions, self.action.low, self.action.high)
+        return actions + self._action_start if self._action_start else actions
 
     def step(self, actions: np.ndarray) -> Transition:
-        if not self.action.discrete:
-            actions = np.clip(actions, self.action.low, self.action.high)
-        raw, reward, terminated, truncated, info = self.env.step(actions)
+        try:
+            raw, reward, terminated, truncated, info = self.env.step(self.env_actions(actions))
+        except Exception as exc:
+            raise self._fault("step", exc) from exc
         final = None
         if "_final_obs" in info and info["_final_obs"].any():
             done = info["_final_obs"]
             final_raw = info["final_obs"]
             if final_raw.dtype == object:  # Gymnasium's vector envs keep per-env objects
                 final_raw = np.stack([final_raw[i] if done[i] else raw[i] for i in range(self.num_envs)])
-            final = self.prepare(final_raw)
-        return Transition(self.prepare(raw), reward.astype(np.float32, copy=False),
-                          np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
+            final = self._finite(self.prepare(final_raw), "final observation", "step")
+        transition = Transition(self._finite(self.prepare(raw), "observation", "step"),
+                                self._finite(np.asarray(reward).astype(np.float32, copy=False), "reward", "step"),
+                                np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), final)
+        self.env_steps += self.num_envs
+        return transition
+
+    # --- faults: one line naming the env, the call and when, instead of a traceback or NaN training ---
+
+    def _where(self, call: str) -> str:
+        return f"in {call}() after {self.env_steps:,} {self.purpose} env steps"
+
+    def _fault(self, call: str, exc: Exception) -> EvorlError:
+        """The one-line error for an exception from the env's reset or step (our own pass through)."""
+        if isinstance(exc, EvorlError):
+            return exc
+        text = " ".join(str(exc).split()) or "(no message)"
+        text = text if len(text) <= 200 else text[:197] + "..."
+        return EnvFault(f"env.id={self.env_id} raised {type(exc).__name__} {self._where(call)}: {text}")
+
+    def _finite(self, values: np.ndarray, what: str, call: str) -> np.ndarray:
+        """`values` if all finite (one vectorised check, cheap next to a step), else an EnvFault that
+        names the first sub-env with a NaN or inf: training on it would make NaN of every member."""
+        if np.isfinite(values).all():
+            return values
+        rows = values.reshape(len(values), -1)
+        sub = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+        bad = rows[sub][~np.isfinite(rows[sub])][0]
+        article = "an" if what[0] in "aeiou" else "a"
+        raise EnvFault(f"env.id={self.env_id} returned {article} {what} holding {bad} from sub-env {sub} "
+                       f"{self._where(call)}: fix the env (or its env.kwargs) so that it stays finite")
 
     def render(self) -> np.ndarray:
         """The first sub-env's frame (render_mode="rgb_array")."""

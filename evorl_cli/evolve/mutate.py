@@ -12,12 +12,11 @@ parameters and keep all of Adam's state too.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from evorl_cli.config import ACTIVATIONS, INTEGER_HPS, HPRange, MutationConfig, NetConfig
+from evorl_cli.config import ACTIVATIONS, MUTATION_WEIGHTS, HPRange, MutationConfig, NetConfig, TrainConfig
+from evorl_cli.hparams import HPARAMS, RolloutCap
 from evorl_cli.nets.policy import Capacity
 from evorl_cli.population import Population
 
@@ -31,13 +30,18 @@ def _fmt(value: float) -> str:
 class Mutator:
     """Draws and applies mutations; all randomness comes from the run's generators."""
 
-    def __init__(self, cfg: MutationConfig, net: NetConfig, hp_ranges: dict[str, HPRange], rollout_size: int,
+    def __init__(self, cfg: MutationConfig, net: NetConfig, hp_ranges: dict[str, HPRange], cap: RolloutCap,
                  rng: np.random.Generator, gen: torch.Generator) -> None:
         self.cfg, self.net, self.hp_ranges = cfg, net, hp_ranges
-        self.rollout_size = rollout_size  # a batch can never exceed one member's rollout (steps or sequences)
+        self.cap = cap  # a batch holds at least one training unit and at most one member's rollout
         self.rng, self.gen = rng, gen
-        probs = np.array([cfg.no_mutation, cfg.parameters, cfg.architecture, cfg.activation, cfg.rl_hp], dtype=float)
-        self.probs = probs / probs.sum()
+        weights = np.array([getattr(cfg, key) for key in MUTATION_WEIGHTS], dtype=float)  # in KINDS' order
+        self.probs = weights / weights.sum()
+
+    @classmethod
+    def for_run(cls, config: TrainConfig, rng: np.random.Generator, gen: torch.Generator) -> "Mutator":
+        """The mutator of a run: its mutation settings, net limits, hp_config and rollout cap."""
+        return cls(config.mutation, config.net, config.hp_config, RolloutCap.of(config), rng, gen)
 
     def mutate(self, pop: Population, protected: set[int]) -> list[str]:
         """Mutate every member not in `protected`; returns a short description per member."""
@@ -141,18 +145,13 @@ class Mutator:
         return f"hidden {old}->{new}"
 
     def rl_hp(self, pop: Population, p: int) -> str:
-        # A zero start value never moves under multiplicative factors: pick among the ones that can.
-        names = [n for n in sorted(self.hp_ranges) if pop.hp[n][p] != 0]
+        """Grow or shrink one of the member's hp_config hyperparameters by the table's rule
+        (`HyperParameter.mutate`); only those a step can move are drawn from."""
+        names = [n for n in sorted(self.hp_ranges) if HPARAMS[n].can_move(pop.hp[n][p], self.hp_ranges[n], self.cap)]
         if not names:
             return "none"
         name = names[self.rng.integers(len(names))]
-        bounds = self.hp_ranges[name]
         grow = self.rng.random() < 0.5
         old = pop.hp[name][p]
-        value = old * (bounds.grow_factor if grow else bounds.shrink_factor)
-        if name in INTEGER_HPS:
-            value = math.ceil(value) if grow else math.floor(value)
-        upper = min(bounds.max, self.rollout_size) if name == "batch_size" else bounds.max
-        value = min(max(value, bounds.min), upper)
-        pop.hp[name][p] = value
+        pop.hp[name][p] = HPARAMS[name].mutate(old, grow, self.hp_ranges[name], self.cap)
         return f"{name} {_fmt(old)}->{_fmt(pop.hp[name][p])}"
