@@ -24,7 +24,7 @@ def test_the_readme_sets_up_in_two_one_line_commands():
     torch_step = next(i for i, s in enumerate(steps) if s.startswith("pip install torch"))
     evorl_step = next(i for i, s in enumerate(steps) if s.startswith("pip install -e"))
     assert torch_step < evorl_step, "the CPU build of torch goes in first, so nothing pulls CUDA wheels"
-    assert steps[torch_step] == "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert steps[torch_step] == "pip install torch==2.13.0"  # the pinned CPU build, never an unpinned torch
     assert second.endswith("pytest") and 'pip install -e ".[test]"' in second
 
 
