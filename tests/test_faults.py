@@ -145,8 +145,11 @@ def test_an_interrupt_during_a_checkpoint_write_keeps_the_previous_one(tmp_path,
 # --- env faults ----------------------------------------------------------------------------------
 
 def faulty(mode: str, fail_at: int) -> dict:
+    # Evaluation episodes capped at 15 steps: a confirmation env (screen + re-measurement) plays at
+    # most 30 steps before the training env breaks, so the training env is the one that fails.
     return {**TINY, "env": {"name": "faulty", "id": "Faulty-v0", "num_envs": 2, "backend": "gymnasium",
-                            "target": None, "kwargs": {"mode": mode, "fail_at": fail_at}}}
+                            "target": None, "kwargs": {"mode": mode, "fail_at": fail_at}},
+            "evolution": {**TINY["evolution"], "eval_max_steps": 15}}
 
 
 # Each training sub-env breaks at its 40th step (generation 1: 32 steps a generation), when the
@@ -183,7 +186,7 @@ def test_an_env_that_breaks_through_the_cli(tmp_path):
     args = ["env=cartpole", "env.id=faulty_env:Faulty-v0", "env.kwargs.mode=raise", "env.kwargs.fail_at=40",
             "env.target=1000", "population.size=2", "env.num_envs=2", "algo.rollout_steps=32", "algo.batch_size=32",
             "evolution.evo_steps=64", "evolution.selection_episodes=2", "evolution.confirm_episodes=4",
-            "evolution.eval_max_steps=20", "max_steps=512", "progress=false", "device=cpu", f"hydra.run.dir={run}"]
+            "evolution.eval_max_steps=15", "max_steps=512", "progress=false", "device=cpu", f"hydra.run.dir={run}"]
     proc = subprocess.run([sys.executable, "-m", "evorl_cli.cli", "train", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr

@@ -197,7 +197,8 @@ def _env_raises(ctx) -> tuple[int, str, str]:
     args = ["train", "env=cartpole", "env.id=faulty_env:Faulty-v0", "env.kwargs.mode=raise", "env.kwargs.fail_at=40",
             "env.target=1000", "population.size=2", "env.num_envs=2", "algo.rollout_steps=32",
             "algo.batch_size=32", "evolution.evo_steps=64", "evolution.selection_episodes=2",
-            "evolution.confirm_episodes=4", "max_steps=512", "progress=false", f"hydra.run.dir={ctx.tmp}/run"]
+            "evolution.confirm_episodes=4", "evolution.eval_max_steps=15", "max_steps=512", "progress=false",
+            f"hydra.run.dir={ctx.tmp}/run"]
     proc = subprocess.run([sys.executable, "-m", "evorl_cli.cli", *args], cwd=ctx.tmp, env=env, capture_output=True,
                           text=True, timeout=120)
     assert checkpoint.load(ctx.tmp / "run", prefer="latest").meta["state"]["generation"] == 1
@@ -208,8 +209,10 @@ def _env_raises(ctx) -> tuple[int, str, str]:
 def _env_nan(ctx) -> tuple[int, str, str]:
     import faulty_env  # noqa: F401
 
+    # Evaluation episodes capped at 15 steps, so the training env is the first to reach step 40.
     config = {**TINY, "max_steps": 512, "env": {"name": "faulty", "id": "Faulty-v0", "num_envs": 2,
-                                                "backend": "gymnasium", "kwargs": {"mode": "nan_obs", "fail_at": 40}}}
+                                                "backend": "gymnasium", "kwargs": {"mode": "nan_obs", "fail_at": 40}},
+              "evolution": {**TINY["evolution"], "eval_max_steps": 15}}
     ctx.made.add("run")
     return _train_in_process(ctx, config, ctx.tmp / "run")
 
