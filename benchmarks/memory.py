@@ -2,6 +2,7 @@
 
     python benchmarks/memory.py                      # Acrobot, 4 members, 200 generations
     python benchmarks/memory.py --generations 400 --size 8
+    python benchmarks/memory.py --set mutation.architecture=0    # the same without growing networks
 
 Trains with the default mutations (architecture included) and the target switched off, and reads
 the process's resident set (VmRSS) and its peak (VmHWM) from /proc at chosen generations.
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--generations", type=int, default=200)
     parser.add_argument("--evo-steps", type=int, default=1024, help="env steps per member per generation")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. mutation.architecture=0")
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_dir
@@ -41,7 +43,7 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose("train", overrides=[f"env={args.env}", f"population.size={args.size}", "progress=false",
-                                          f"evolution.evo_steps={args.evo_steps}", "env.target=1e9"])
+                                          f"evolution.evo_steps={args.evo_steps}", "env.target=1e9", *args.set])
     config = build_train_config(cfg)
     per_generation = args.size * config.env.num_envs * config.algo.rollout_steps * -(-args.evo_steps // (
         config.env.num_envs * config.algo.rollout_steps))
