@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -132,8 +133,6 @@ def time_to_target(env: str, net: str, seeds: list[int], options: list[str], max
                 started = time.perf_counter()
                 result = train(config, Path(run_dir), Console(quiet=True))
                 wall = time.perf_counter() - started
-                import csv
-
                 with open(Path(run_dir) / "metrics.csv", newline="") as fh:
                     last = list(csv.DictReader(fh))[-1]
                 eval_share = float(last["eval_time"]) / float(last["wall_time"])

@@ -68,6 +68,15 @@ def generation_table(rec: GenerationRecord, pop: Population, tuned: list[str], s
     return table
 
 
+def _confirmation_cells(c: Confirmation | None) -> tuple[str, str, str]:
+    """screen_score, confirmed_score, confirmed_se of a member's row (blank where nothing was measured)."""
+    if c is None:
+        return "", "", ""
+    if not c.passed:
+        return f"{c.screen.score:.4f}", "", ""
+    return f"{c.screen.score:.4f}", f"{c.score:.4f}", f"{c.std_error:.4f}"
+
+
 class MetricsWriter:
     """Appends one row per member per generation to `metrics.csv` (kept across resumes).
 
@@ -102,12 +111,8 @@ class MetricsWriter:
             writer = csv.writer(fh)
             for p in range(pop.size):
                 hp = pop.hyperparameters(p)
-                mine = rec.confirmation is not None and rec.confirmation.member == p
-                confirmed = ("", "", "")
-                if mine:
-                    c = rec.confirmation
-                    confirmed = (f"{c.screen.score:.4f}", *((f"{c.score:.4f}", f"{c.std_error:.4f}") if c.passed
-                                                            else ("", "")))
+                confirmed = _confirmation_cells(rec.confirmation if rec.confirmation is not None
+                                                and rec.confirmation.member == p else None)
                 writer.writerow([rec.generation, p, rec.parents[p], rec.mutations[p], rec.env_steps, rec.eval_steps,
                                  rec.confirm_steps, f"{rec.wall_time:.3f}", f"{rec.eval_time:.3f}",
                                  f"{rec.fitness[p]:.4f}", *confirmed, *best, f"{rec.train_return[p]:.4f}",

@@ -64,11 +64,6 @@ class RunState:
     def best_score(self) -> float:
         return -math.inf if self.best is None else self.best["measure"]["score"]
 
-    @property
-    def total_steps(self) -> int:
-        """Every env step the run played: training, selection and confirmation."""
-        return self.env_steps + self.eval_steps + self.confirm_steps
-
 
 @dataclass
 class TrainResult:

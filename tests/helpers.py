@@ -11,6 +11,17 @@ from evorl_cli.nets.policy import ActionSpec
 from evorl_cli.population import Population
 
 
+# A whole tiny run as a plain config dict (CartPole, 2 members x 2 envs x 32 steps: one rollout of
+# 128 env steps a generation), for tests that build configs by dict merging.
+TINY_RUN = {
+    "seed": 0, "max_steps": 512, "device": "cpu", "progress": False, "population": {"size": 2},
+    "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "gymnasium"},
+    "algo": {"rollout_steps": 32, "batch_size": 32},
+    "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 20},
+    "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}},
+}
+
+
 def tiny_config(**overrides) -> TrainConfig:
     """A config small enough to train in a second or two (CartPole, gymnasium backend)."""
     base = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import DISCRETE, NarrowNet, varied_population
+from helpers import DISCRETE, TINY_RUN, NarrowNet, varied_population
 from rich.console import Console
 from safetensors import SafetensorError
 
@@ -28,14 +28,7 @@ from evorl_cli.faults import nonfinite_members, repair_nonfinite
 from evorl_cli.train import train
 
 TESTS = Path(__file__).parent
-# 2 members x 2 envs x 32 steps: one rollout of 128 env steps per generation.
-TINY = {
-    "seed": 0, "max_steps": 512, "device": "cpu", "progress": False, "population": {"size": 2},
-    "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "gymnasium"},
-    "algo": {"rollout_steps": 32, "batch_size": 32},
-    "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 20},
-    "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}},
-}
+TINY = TINY_RUN  # one rollout of 128 env steps a generation
 STEPS_PER_GENERATION = 128
 
 

@@ -29,19 +29,15 @@ from rich.console import Console
 from safetensors.torch import save_file
 
 import evorl_cli.train as train_module
+from helpers import TINY_RUN
+
 from evorl_cli import checkpoint, cli
 from evorl_cli.checkpoint import FORMAT_VERSION, META_KEY
 from evorl_cli.config import build_train_config
 
 README = Path(__file__).parents[1] / "README.md"
 TESTS = Path(__file__).parent
-TINY = {
-    "seed": 0, "max_steps": 256, "device": "cpu", "progress": False, "population": {"size": 2},
-    "env": {"name": "cartpole", "id": "CartPole-v1", "num_envs": 2, "backend": "gymnasium"},
-    "algo": {"rollout_steps": 32, "batch_size": 32},
-    "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 20},
-    "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}},
-}
+TINY = {**TINY_RUN, "max_steps": 256}
 
 
 # --- the table ---------------------------------------------------------------------------------------
