@@ -8,7 +8,7 @@ stops with one line and a non-zero exit, never a traceback or a half-made run di
 
 from __future__ import annotations
 
-import itertools
+import math
 import signal
 import sys
 from contextlib import contextmanager
@@ -73,23 +73,38 @@ def user_errors(resume_hint: str | None = None) -> Iterator[None]:
 
 # --- commands ----------------------------------------------------------------------------------
 
-@hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
-def train_command(cfg: DictConfig) -> float:
-    """`evorl train`: train a population; returns the confirmed best score (what Hydra sweepers optimise)."""
-    from evorl_cli.train import train
+def train_job(cfg: DictConfig) -> float:
+    """`evorl train`: train a population; returns the confirmed best score (what Hydra sweepers
+    optimise), NaN for a multirun job that failed (which the sweep records and goes past).
+
+    It is Hydra's task function: launchers that run jobs in other processes (joblib, submitit,
+    Ray) pickle it, which works because the module names it under its own name (the decorated
+    `train_command` would be pickled by value, rich consoles and their locks included)."""
+    from evorl_cli.launch import contained, in_multirun, threads_per_job
+    from evorl_cli.sweeps import job_status
+    from evorl_cli.train import resolve_target, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with user_errors(resume_hint=str(run_dir)):
+    with user_errors(resume_hint=str(run_dir)), contained(run_dir), job_status(run_dir) as status:
         resume = None
         if cfg.resume:
             resume, config = load_resume(cfg.resume, HydraConfig.get().overrides.task, cfg.trust_checkpoint)
         else:
             config = build_train_config(cfg)
+        if config.torch_threads is None and in_multirun():  # parallel jobs share the cores
+            config.torch_threads = threads_per_job(HydraConfig.get().launcher)
+        status.write("running", target=resolve_target(config))
         try:
-            return train(config, run_dir, console, resume=resume).best_score
+            result = train(config, run_dir, console, resume=resume)
         except EnvFault as exc:  # the run's checkpoints are intact: say how to carry on
             raise EvorlError(f"{exc}; {run_dir / 'checkpoints' / 'latest.safetensors'} holds the run up to its "
                              f"last generation: once the env is fixed, evorl train resume={run_dir}") from None
+        status.ended(result.reached_target, result.best_score, result.generations)
+        return result.best_score
+    return math.nan
+
+
+train_command = hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")(train_job)
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="eval")
@@ -118,6 +133,30 @@ def inspect_command(cfg: DictConfig) -> None:
     with user_errors():
         run_inspect(cfg, console)
 
+
+def summarize_command(args: list[str]) -> None:
+    """`evorl summarize <dir>`: the jobs and seed-aggregate tables of a sweep directory (finished,
+    running or interrupted) or of any directory holding runs, and its summary files rebuilt."""
+    from evorl_cli.launch import print_summary
+    from evorl_cli.sweeps import summarize
+
+    if len(args) != 1 or args[0].startswith("-"):
+        raise EvorlError("usage: evorl summarize <directory> (a sweep directory such as "
+                         "outputs/multirun/<date>/<time>, or any directory holding runs)")
+    root = Path(args[0])
+    if not root.is_dir():
+        raise EvorlError(f"{root}: no such directory; pass a sweep directory or a directory holding runs")
+    summary = summarize(root)
+    if not summary.jobs:
+        raise EvorlError(f"{root}: no runs here (a run directory holds status.json, metrics.csv or "
+                         ".hydra/overrides.yaml)")
+    print_summary(summary, console)
+
+
+# Commands that take plain arguments rather than Hydra overrides.
+PLAIN_COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
+    "summarize": (summarize_command, "tables and summary files of a sweep (evorl summarize outputs/multirun/<run>)"),
+}
 
 COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
     "train": (train_command, "train a population (evorl train env=acrobot)"),
@@ -190,19 +229,20 @@ def _compose_error(exc: Exception, command: str) -> str:
     return first.rstrip(".") + f" (see `evorl {command} --help`)"
 
 
-def _expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
-    """Every combination a basic multirun sweep would run (up to `limit`), as plain overrides."""
+def _sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The overrides of every job the command would run: with -m and Hydra's basic sweeper, every
+    combination, expanded by Hydra's own BasicSweeper; with another sweeper (Optuna, ...), which
+    picks its values as it goes, the overrides that are not sweeps (its picks are checked as each
+    job starts, and a bad one fails that job only)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = []
-    for o in parsed:
-        prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(o.type.name, "")
-        if o.is_sweep_override():
-            choices.append([f"{prefix}{o.key_or_group}={v}" for v in o.sweep_string_iterator()])
-        else:
-            choices.append([o.input_line])
-    return [list(c) for c in itertools.islice(itertools.product(*choices), limit)]
+    if not multirun:
+        return [overrides]
+    if any(o.key_or_group == "hydra/sweeper" and o.value() != "basic" for o in parsed):
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]]
+    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
 
 
 def _output_dir(cfg: DictConfig, multirun: bool) -> tuple[str, str]:
@@ -289,8 +329,9 @@ def preflight(command: str, args: list[str]) -> list[str]:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return warnings  # Hydra's own flags (--help, --cfg, ...) do not run a job
     overrides = [a for a in args if a not in ("-m", "--multirun")]
+    multirun = len(overrides) < len(args)
     try:
-        combos = _expand_sweeps(overrides)
+        combos = _sweep_jobs(overrides, multirun)
     except Exception as exc:
         raise EvorlError(f"could not parse the overrides: {str(exc).splitlines()[0]}") from None
     GlobalHydra.instance().clear()
@@ -302,7 +343,7 @@ def preflight(command: str, args: list[str]) -> list[str]:
                 except Exception as exc:
                     raise EvorlError(_compose_error(exc, command)) from None
                 if command == "train":
-                    warning = _preflight_train(cfg, combo, multirun=len(overrides) < len(args))
+                    warning = _preflight_train(cfg, combo, multirun)
                     if warning and warning not in warnings:
                         warnings.append(warning)
                 else:
@@ -314,7 +355,7 @@ def preflight(command: str, args: list[str]) -> list[str]:
 
 def _usage() -> str:
     lines = ["usage: evorl <command> [key=value ...] [hydra flags]", "", "commands:"]
-    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in {**COMMANDS, **PLAIN_COMMANDS}.items()]
     lines += ["", "`evorl <command> --help` lists the config groups and keys; `--cfg job` prints the config."]
     return "\n".join(lines)
 
@@ -330,9 +371,13 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         raise SystemExit(0 if args else EXIT_USER_ERROR)
     command, rest = args[0], args[1:]
+    if command in PLAIN_COMMANDS:
+        with user_errors():
+            PLAIN_COMMANDS[command][0](rest)
+        return
     if command not in COMMANDS:
-        err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: {', '.join(COMMANDS)}",
-                          highlight=False)
+        err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: "
+                          f"{', '.join([*COMMANDS, *PLAIN_COMMANDS])}", highlight=False)
         raise SystemExit(EXIT_USER_ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`&`)
@@ -344,4 +389,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module, not this `__main__` copy of it: launchers pickle the train task by
+    # reference to evorl_cli.cli (a function of `__main__` would be pickled by value).
+    from evorl_cli.cli import main as imported_main
+
+    imported_main()
