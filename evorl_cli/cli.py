@@ -80,7 +80,7 @@ def train_job(cfg: DictConfig) -> float:
     It is Hydra's task function: launchers that run jobs in other processes (joblib, submitit,
     Ray) pickle it, which works because the module names it under its own name (the decorated
     `train_command` would be pickled by value, rich consoles and their locks included)."""
-    from evorl_cli.launch import contained, in_multirun, threads_per_job
+    from evorl_cli.launch import contained, sweep_threads
     from evorl_cli.sweeps import job_status
     from evorl_cli.train import resolve_target, train
 
@@ -91,8 +91,8 @@ def train_job(cfg: DictConfig) -> float:
             resume, config = load_resume(cfg.resume, HydraConfig.get().overrides.task, cfg.trust_checkpoint)
         else:
             config = build_train_config(cfg)
-        if config.torch_threads is None and in_multirun():  # parallel jobs share the cores
-            config.torch_threads = threads_per_job(HydraConfig.get().launcher)
+        if config.torch_threads is None:  # jobs a launcher runs side by side share the cores
+            config.torch_threads = sweep_threads()
         status.write("running", target=resolve_target(config))
         try:
             result = train(config, run_dir, console, resume=resume)
@@ -224,6 +224,8 @@ def _compose_error(exc: Exception, command: str) -> str:
         key = first.removeprefix("Error merging override").strip()
         reason = str(cause).splitlines()[0] if cause else "invalid value"
         return f"{key}: {reason}"
+    if first.startswith("Ambiguous value for argument"):  # a sweep's value list without -m
+        return f"{first.rstrip('.')}: to run one job per value add -m (evorl {command} -m ...); for a list, write key=[a,b]"
     if "Could not find" in first:
         return first
     return first.rstrip(".") + f" (see `evorl {command} --help`)"

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from evorl_cli import sweeps
+from evorl_cli.errors import EvorlError
 
 log = logging.getLogger(__name__)
 EXIT_JOB_FAILED = 1  # a multirun in which at least one job failed
@@ -46,7 +47,10 @@ def contained(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        log.exception("job failed")
+        if isinstance(exc, EvorlError):  # the user's to fix: its line says all
+            log.error("job failed: %s", exc)
+        else:  # a bug or a library's failure: keep the traceback in the job's log file
+            log.exception("job failed")
         Console(stderr=True).print(f"[bold red]job failed:[/] {escape(str(run_dir))}: {escape(sweeps.one_line(exc))}",
                                    highlight=False, soft_wrap=True)
 
@@ -80,6 +84,16 @@ def threads_per_job(launcher: Any, cores: int | None = None) -> int | None:
     return None
 
 
+def sweep_threads() -> int | None:
+    """`threads_per_job` for this job if it runs in a multirun (logged in the job's log), else None."""
+    if not in_multirun():
+        return None
+    threads = threads_per_job(HydraConfig.get().launcher)
+    if threads is not None:
+        log.info("torch threads: %d (jobs of this sweep run side by side; set torch_threads to change it)", threads)
+    return threads
+
+
 class SummarizeSweep(Callback):
     """When a multirun ends: the jobs and seed-aggregate tables on the terminal, summary.csv,
     summary_seeds.csv and summary.md in the sweep directory; exit code 1 if a job failed. Listed
@@ -98,10 +112,12 @@ class SummarizeSweep(Callback):
 
 
 def print_summary(summary: sweeps.Summary, console: Console) -> None:
-    """Both tables, the files written, and a line on failed jobs."""
+    """Write the summary files; print both tables, where the files are, and each failed job's error."""
     files = sweeps.write_files(summary)
     for table in sweeps.tables(summary):
         console.print(table)
     console.print(f"summary: {', '.join(str(f) for f in files)}", highlight=False, soft_wrap=True)
+    for line in sweeps.failures(summary):
+        console.print(f"[red]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if summary.failed:
         console.print(f"[bold red]{len(summary.failed)} of {len(summary.jobs)} jobs failed[/]", highlight=False)

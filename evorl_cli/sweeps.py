@@ -340,11 +340,12 @@ def _checkpoint_text(job: Job, root: Path) -> str:
     return str(job.best_checkpoint.relative_to(root)) if job.best_checkpoint.is_relative_to(root) else str(job.best_checkpoint)
 
 
-def job_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-job table (as shown and as pasted)."""
+def job_rows(summary: Summary, errors: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-job table; `errors`: the status cell holds a failed job's error line."""
     header = ["job", "overrides", "status", "confirmed best ± se", "to target (train + eval steps, time)",
               "best checkpoint"]
-    rows = [[str(i), summary.varying(job.overrides), _status_text(job), _best_text(job), _to_target_text(job),
+    rows = [[str(i), summary.varying(job.overrides), _status_text(job) if errors else job.status, _best_text(job),
+             _to_target_text(job),
              _checkpoint_text(job, summary.root)] for i, job in enumerate(summary.jobs)]
     return header, rows
 
@@ -361,11 +362,12 @@ def group_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
 
 def tables(summary: Summary) -> list[Table]:
-    """The two rich tables: every job, then every setting over its seeds."""
+    """The two rich tables: every job, then every setting over its seeds (a failed job's error line is
+    left to `failures`, so the table stays readable in 80 columns)."""
     out = []
     common = " ".join(summary.common)
     for title, (header, rows) in ((f"{len(summary.jobs)} runs in {summary.root}" +
-                                   (f" · all with {common}" if common else ""), job_rows(summary)),
+                                   (f" · all with {common}" if common else ""), job_rows(summary, errors=False)),
                                   ("over seeds (std: n - 1; IQR: 75th - 25th percentile, of the seeds that "
                                    "reached the target)", group_rows(summary))):
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
@@ -375,6 +377,12 @@ def tables(summary: Summary) -> list[Table]:
             table.add_row(*row, style="red" if row[2].startswith("failed") else None)
         out.append(table)
     return out
+
+
+def failures(summary: Summary) -> list[str]:
+    """'job <n> (<its overrides>) failed: <error line>' for each failed job."""
+    return [f"job {i} ({summary.varying(job.overrides)}) failed: {job.error or 'no error recorded'}"
+            for i, job in enumerate(summary.jobs) if job.status == "failed"]
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
