@@ -202,6 +202,11 @@ def load_resume(path: str, overrides: list[str], trusted: bool):
 
 # --- preflight: validate overrides before Hydra makes anything ---------------------------------
 
+# Hydra launcher and sweeper plugins (conf options) and the evorl-cli extra that installs each.
+HYDRA_PLUGIN_EXTRAS = {"joblib": "joblib", "submitit_local": "submitit", "submitit_slurm": "submitit",
+                       "ray": "ray", "ray_local": "ray", "optuna": "optuna"}
+
+
 def _compose_error(exc: Exception, command: str) -> str:
     """One line for Hydra's multi-line composition errors."""
     from hydra.errors import MissingConfigException
@@ -210,6 +215,9 @@ def _compose_error(exc: Exception, command: str) -> str:
         group, _, option = str(exc.missing_cfg_file).rpartition("/")
         options = ", ".join(exc.options or [])
         hint = " (or set env.id=<any Gymnasium id>)" if group == "env" else ""
+        if option in HYDRA_PLUGIN_EXTRAS and group in ("hydra/launcher", "hydra/sweeper"):
+            return (f"{group}={option} needs Hydra's plugin for it: "
+                    f'pip install "evorl-cli[{HYDRA_PLUGIN_EXTRAS[option]}]"')
         return f"unknown {group or 'config'} option '{option}': choose one of {options}{hint}"
     text = str(exc)
     cause = exc.__cause__ or exc.__context__
