@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if command not in COMMANDS:
         err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: "
-                          f"{', '.join([*COMMANDS, *PLAIN_COMMANDS])}", highlight=False)
+                          f"{', '.join([*COMMANDS, *PLAIN_COMMANDS])}", highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USER_ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`&`)
