@@ -11,7 +11,7 @@ sweeps alike, and on a plain directory holding several runs:
 
 `summary.csv` (per job), `summary_seeds.csv` (per setting) and `summary.md` (both, as markdown
 tables to paste) are written into the summarised directory. No Hydra here: the Hydra callback
-that calls this at the end of a multirun lives in cli.py.
+that calls this at the end of a multirun lives in launch.py.
 """
 
 from __future__ import annotations

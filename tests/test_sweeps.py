@@ -16,7 +16,7 @@ import yaml
 
 from evorl_cli import sweeps
 from evorl_cli.report import MetricsWriter
-from test_cli import TINY, cli_env, evorl, metrics_rows, ok
+from test_cli import CLI, TINY, cli_env, evorl, metrics_rows, ok
 
 TESTS = Path(__file__).parent
 
@@ -70,7 +70,7 @@ def test_a_job_that_fails_at_run_time_leaves_the_others_to_finish(tmp_path):
     """fail_at=40 passes the up-front check (a probe plays few steps) and breaks in training."""
     sweep = tmp_path / "multi"
     args = ["env.id=faulty_env:Faulty-v0", "env.target=1000", "env.kwargs.mode=raise", "env.kwargs.fail_at=40,1000000"]
-    proc = subprocess.run([*evorl_cmd(), "train", "-m", *TINY, *args, "max_steps=256", f"hydra.sweep.dir={sweep}"],
+    proc = subprocess.run([*CLI, "train", "-m", *TINY, *args, "max_steps=256", f"hydra.sweep.dir={sweep}"],
                           cwd=tmp_path, env=cli_env_with_tests(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -87,16 +87,11 @@ def test_a_job_that_fails_at_run_time_leaves_the_others_to_finish(tmp_path):
 def test_a_single_run_that_fails_keeps_its_one_line_and_records_it(tmp_path):
     run = tmp_path / "run"
     args = ["env.id=faulty_env:Faulty-v0", "env.target=1000", "env.kwargs.mode=raise", "env.kwargs.fail_at=40"]
-    proc = subprocess.run([*evorl_cmd(), "train", *TINY, *args, "max_steps=256", f"hydra.run.dir={run}"],
+    proc = subprocess.run([*CLI, "train", *TINY, *args, "max_steps=256", f"hydra.run.dir={run}"],
                           cwd=tmp_path, env=cli_env_with_tests(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert [line for line in proc.stderr.splitlines() if line.strip()][0].startswith("error: env.id=faulty_env")
     assert status(run)["state"] == "failed" and "simulated failure at step 40" in status(run)["error"]
-
-
-def evorl_cmd() -> list[str]:
-    from test_cli import CLI
-    return CLI
 
 
 def cli_env_with_tests() -> dict:
@@ -297,3 +292,16 @@ def test_evorl_summarize_rebuilds_the_tables_and_files(finished_sweep, tmp_path)
 def test_evorl_summarize_refuses_a_directory_without_runs(tmp_path):
     proc = evorl("summarize", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "no runs" in proc.stderr
+
+
+@pytest.mark.parametrize("missing, extra", [("hydra/launcher/joblib", "joblib"), ("hydra/launcher/submitit_slurm", "submitit"),
+                                            ("hydra/launcher/ray", "ray"), ("hydra/sweeper/optuna", "optuna")])
+def test_a_launcher_without_its_plugin_names_the_extra(missing, extra):
+    """What Hydra raises when the plugin is not installed (ray_local's defaults name `ray`)."""
+    from hydra.errors import MissingConfigException
+
+    from evorl_cli.cli import _compose_error
+
+    group, _, option = missing.rpartition("/")
+    exc = MissingConfigException(f"Could not find '{missing}'", missing_cfg_file=missing, options=["basic"])
+    assert _compose_error(exc, "train") == f'{group}={option} needs Hydra\'s plugin for it: pip install "evorl-cli[{extra}]"'
