@@ -45,8 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         walls = {}
         for name, extra in launchers.items():
-            wall, code, jobs = run_sweep(Path(tmp) / name.replace(" ", "_"), args.max_steps, args.lrs, args.seeds,
-                                         extra)
+            folder = Path(tmp) / f"sweep{len(walls)}"  # Hydra would read '=' in a path as an override
+            wall, code, jobs = run_sweep(folder, args.max_steps, args.lrs, args.seeds, extra)
             walls[name] = wall
             print(f"{name:<16} {wall:7.1f} s  exit {code}  {len(jobs)} jobs")
             for job in jobs:
