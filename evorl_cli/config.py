@@ -7,7 +7,7 @@ rules, so the rest of the code works with plain, already-valid dataclasses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -17,9 +17,12 @@ from evorl_cli.errors import EvorlError
 from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, lookup  # noqa: F401  (re-exported)
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
-# Relative weights of the mutation kinds (each non-elite member draws one, with probability
-# weight / sum of weights), in the order evolve/mutate.py's KINDS lists them.
-MUTATION_WEIGHTS = ("no_mutation", "parameters", "architecture", "activation", "rl_hp")
+
+
+def mutation_weight(default: float):
+    """A `MutationConfig` field that is the relative weight of the mutation kind registered under
+    its name in evolve/mutate.py (each non-elite member draws one, with probability weight / sum)."""
+    return field(default=default, metadata={"mutation_weight": True})
 
 
 @dataclass
@@ -98,16 +101,20 @@ class MutationConfig:
     """Relative weights of each mutation kind (normalised to sum to 1) and their strengths."""
 
     name: str = "default"
-    no_mutation: float = 0.4
-    parameters: float = 0.2
-    architecture: float = 0.2
-    activation: float = 0.2
-    rl_hp: float = 0.2
+    no_mutation: float = mutation_weight(0.4)
+    parameters: float = mutation_weight(0.2)
+    architecture: float = mutation_weight(0.2)
+    activation: float = mutation_weight(0.2)
+    rl_hp: float = mutation_weight(0.2)
     new_layer_prob: float = 0.2  # of architecture mutations: layer (vs nodes)
-    remove_prob: float = 0.0  # of architecture mutations: remove instead of add
+    remove_prob: float = 0.5  # of architecture mutations: remove instead of add (0.5: size follows the task)
     mutation_sd: float = 0.1  # parameter noise, relative to each weight's magnitude
     node_choices: List[int] = field(default_factory=lambda: [16, 32, 64])
     activations: List[str] = field(default_factory=lambda: ["relu", "tanh", "elu", "gelu"])
+
+
+# The mutation kinds' weight fields, in declared order (the order a mutation draw indexes).
+MUTATION_WEIGHTS = tuple(f.name for f in fields(MutationConfig) if f.metadata.get("mutation_weight"))
 
 
 @dataclass

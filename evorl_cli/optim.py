@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from evorl_cli.nets.layout import ParamLayout, relayout
+
 
 class BatchedAdam:
     def __init__(self, size: int, num_params: int, device: torch.device,
@@ -40,6 +42,12 @@ class BatchedAdam:
         self.exp_avg = self.exp_avg.index_select(0, idx)
         self.exp_avg_sq = self.exp_avg_sq.index_select(0, idx)
         self.steps = self.steps.index_select(0, idx)
+
+    def relayout(self, old: ParamLayout, new: ParamLayout) -> None:
+        """Follow the parameters into a new layout (`Population.set_capacity`): each moment stays
+        with its parameter; entries new to the layout start at zero, as a fresh parameter's would."""
+        self.exp_avg = relayout(self.exp_avg, old, new)
+        self.exp_avg_sq = relayout(self.exp_avg_sq, old, new)
 
     def reset_entries(self, member: int, entries: torch.Tensor) -> None:
         """Zero the moments of `member` where `entries` (bool [N]) is set: parameters a mutation rewrote."""

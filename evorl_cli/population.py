@@ -13,6 +13,7 @@ from evorl_cli.config import TrainConfig
 from evorl_cli.hparams import HPARAMS
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.distributions import sample
+from evorl_cli.nets.layout import relayout
 from evorl_cli.nets.policy import ActionSpec, Capacity, PolicyNet
 from evorl_cli.normalize import ObsNormalizer, RewardScaler
 from evorl_cli.optim import BatchedAdam
@@ -178,18 +179,10 @@ class Population:
         need = self.needed_capacity()
         assert cap.width >= need.width and cap.depth >= need.depth and cap.hidden >= need.hidden
         new_net = self.net.resized(cap)
-        moved = []
-        for old in (self.params.detach(), self.adam.exp_avg, self.adam.exp_avg_sq):
-            new = torch.zeros(self.size, new_net.num_params, device=self.device)
-            for name in new_net.layout.slots:
-                if name in self.net.layout.slots:
-                    src, dst = self.net.layout.view(old, name), new_net.layout.view(new, name)
-                    region = (slice(None),) + tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], dst.shape[1:]))
-                    dst[region] = src[region]
-            moved.append(new)
+        params = relayout(self.params.detach(), self.net.layout, new_net.layout)
+        self.adam.relayout(self.net.layout, new_net.layout)
         self.net = new_net
-        self._set_params(moved[0])
-        self.adam.exp_avg, self.adam.exp_avg_sq = moved[1], moved[2]
+        self._set_params(params)
         self.masks = self._compile_masks()
 
     def hyperparameters(self, p: int) -> dict[str, float | int]:

@@ -255,8 +255,10 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                      "" if confirmation is None else f" confirmed {confirmation.describe()}")
             state.history = [h + [float(f)] for h, f in zip(state.history, fitness)]
 
-            # 4. Evolve: tournament with elitism picks parents, then each non-elite child mutates.
-            parents = tournament_select(fitness, evo.tournament_size, evo.elitism, gens.rng)
+            # 4. Evolve: tournament with elitism picks parents (ties: the smaller network), then each
+            #    non-elite child mutates.
+            parents = tournament_select(fitness, evo.tournament_size, evo.elitism, gens.rng,
+                                        pop.arch.num_weights(pop.net.tower.features))  # ties: the smaller net
             pop.gather(parents)
             state.history = [list(state.history[i]) for i in parents]
             state.mutations = mutator.mutate(pop, protected={0} if evo.elitism else set())

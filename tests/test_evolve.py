@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import DISCRETE, varied_population
+from helpers import DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.config import HPRange, MutationConfig, NetConfig
 from evorl_cli.evolve.mutate import Mutator
@@ -73,7 +73,7 @@ def test_architecture_mutation_keeps_function_and_resets_only_new_moments():
     params_before = pop.params.detach().clone()
     m_before = pop.adam.exp_avg.clone()
     mutator = _mutator(pop, architecture=1.0)
-    mutator.cfg.new_layer_prob = 0.0  # node growth only: must preserve the function
+    mutator.cfg.new_layer_prob = mutator.cfg.remove_prob = 0.0  # node growth only: must preserve the function
     notes = mutator.mutate(pop, protected=set())
     assert all(n.startswith("nodes") for n in notes), notes
     with torch.no_grad():
@@ -226,3 +226,70 @@ def test_every_tunable_hyperparameter_is_in_the_table_and_carried_by_each_member
     pop = varied_population(DISCRETE)
     assert set(pop.hp) == set(MUTABLE_HPS)
     assert {k: type(v) for k, v in pop.hyperparameters(0).items()} == {k: r.kind for k, r in HPARAMS.items()}
+
+
+# --- architecture search both ways ------------------------------------------------------------------
+
+
+def test_removal_mutations_give_the_narrow_network_and_a_cheaper_batch():
+    """Removing units or a layer leaves each member computing exactly its narrower network (the
+    NarrowNet oracle), and the layout shrinks to the widest/deepest member left."""
+    pop = varied_population(DISCRETE, widths=([96, 64], [32, 48, 24], [16]))
+    assert pop.net.cap == Capacity(96, 3)
+    mutator = _mutator(pop, architecture=1.0)
+    mutator.cfg.remove_prob, mutator.cfg.new_layer_prob = 1.0, 0.5
+    units = pop.arch.widths.sum(1)
+    notes = []
+    for _ in range(4):
+        notes += mutator.mutate(pop, protected=set())
+    assert any(n.startswith("nodes") for n in notes) and any(n.startswith("layer -1") for n in notes), notes
+    assert (pop.arch.widths[:, 0] <= [96, 32, 16]).all() and (pop.arch.n_layers <= [2, 3, 1]).all()
+    assert (pop.arch.widths.sum(1)[:2] < units[:2]).all()  # the two bigger members really shrank
+    need = pop.needed_capacity()
+    assert pop.net.cap == need and need.width < 96
+    assert pop.params.shape[1] == pop.net.resized(need).num_params < varied_population(DISCRETE).params.shape[1]
+    obs = torch.randn(6, pop.net.obs_dim)
+    with torch.no_grad():
+        head, value, _ = pop.forward_normalized(obs.expand(pop.size, -1, -1))
+    for p in range(pop.size):
+        want_head, want_value = NarrowNet(pop, p).forward(obs)
+        assert torch.allclose(head[p], want_head, atol=1e-5) and torch.allclose(value[p], want_value, atol=1e-5)
+
+
+def test_tournament_ties_go_to_the_smaller_network():
+    fitness = np.array([-500.0, -500.0, -500.0, -90.0])
+    size = np.array([300, 100, 200, 900])
+    # A fitness difference always wins over size: the best (and biggest) member is the elite.
+    assert tournament_select(fitness, 4, True, np.random.default_rng(0), size)[0] == 3
+    flat = np.full(4, -500.0)
+    parents = tournament_select(flat, 4, True, np.random.default_rng(0), size)
+    assert (parents == 1).all()  # every tournament of the whole population: the smallest
+    # Without sizes the draw order decides, as before.
+    assert tournament_select(flat, 4, True, np.random.default_rng(0))[0] == 0
+
+
+def _mean_size_after_flat_generations(remove_prob: float, prefer_small: bool, generations: int = 30) -> tuple:
+    """Evolution with every member equally fit: tournament, gather, architecture mutation only."""
+    pop = varied_population(DISCRETE, widths=([64, 64], [64, 64], [64, 64], [64, 64], [64, 64], [64, 64]),
+                            activations=("tanh",) * 6, max_width=256)
+    mutator = Mutator(MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0,
+                                     remove_prob=remove_prob),
+                      NetConfig(max_width=256, max_layers=3), {}, RolloutCap(1, 32), np.random.default_rng(1),
+                      torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(2)
+    start = pop.arch.num_weights(pop.net.obs_dim).mean()
+    for _ in range(generations):
+        size = pop.arch.num_weights(pop.net.obs_dim) if prefer_small else None
+        pop.gather(tournament_select(np.zeros(pop.size), 2, True, rng, size))
+        mutator.mutate(pop, protected={0})
+    return start, pop.arch.num_weights(pop.net.obs_dim).mean(), pop.params.shape[1]
+
+
+def test_equal_fitness_does_not_ratchet_the_size_up():
+    """The oracle on sizes: with nothing to choose between members, the default search (removal as
+    likely as growth, ties to the smaller net) ends no bigger than it started, where add-only
+    search (the old default) grows."""
+    start, end, _ = _mean_size_after_flat_generations(remove_prob=0.5, prefer_small=True)
+    assert end <= start
+    start_old, end_old, _ = _mean_size_after_flat_generations(remove_prob=0.0, prefer_small=False)
+    assert end_old > 2 * start_old

@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import CONTINUOUS, DISCRETE, NarrowNet, varied_population
 
+from evorl_cli.evolve import architecture as surgery
 from evorl_cli.nets.layout import ParamLayout
 from evorl_cli.nets.policy import Capacity
 
@@ -42,8 +43,7 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
             last = int(pop.arch.n_layers[p]) - 1
             for layer in range(last + 1):
                 new = int(pop.arch.widths[p, layer]) + 16
-                pop.net.grow_units(pop.params[p], pop.arch, p, layer, new, gen)
-                pop.arch.widths[p, layer] = new
+                surgery.grow_units(pop.net, pop.params[p], pop.arch, p, layer, new, gen)
     pop.refresh_masks()
     head1, value1 = _outputs(pop, obs)
     assert torch.allclose(head0, head1, atol=1e-6) and torch.allclose(value0, value1, atol=1e-6)
@@ -51,8 +51,8 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
 
     # Adding a layer changes the function, and the batch then equals the narrow deeper network.
     with torch.no_grad():
-        width = pop.net.add_layer(pop.params[2], pop.arch, 2, gen)
-    pop.arch.widths[2, 1] = width
+        surgery.add_layer(pop.net, pop.params[2], pop.arch, 2, gen)
+    assert pop.arch.widths[2, 1] == pop.arch.widths[2, 0]  # as wide as the layer before
     pop.refresh_masks()
     head2, _ = _outputs(pop, obs)
     assert not torch.allclose(head2[2], head1[2])
@@ -61,10 +61,9 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
 
     # Removing units and layers: the batch still equals each narrow network.
     with torch.no_grad():
-        pop.net.shrink_units(pop.params[0], pop.arch, 0, 1, 40)
-        pop.arch.widths[0, 1] = 40
-        pop.net.remove_layer(pop.params[1], pop.arch, 1)
-        pop.arch.widths[1, 1] = 0
+        surgery.shrink_units(pop.net, pop.params[0], pop.arch, 0, 1, 40)
+        surgery.remove_layer(pop.net, pop.params[1], pop.arch, 1)
+    assert pop.arch.widths[0, 1] == 40 and pop.arch.widths[1, 1] == 0
     pop.refresh_masks()
     head3, value3 = _outputs(pop, obs)
     for p in (0, 1):

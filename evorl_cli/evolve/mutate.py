@@ -1,6 +1,11 @@
 """Mutations applied to members after selection: parameter noise, architecture, activation and RL
 hyperparameters. Each mutated member gets exactly one kind, drawn with the configured probabilities.
 
+One registry of kinds: each is a function registered under its config name (`@mutation("rl_hp")`),
+and the relative weights are read from `mutation.<name>` (the weight fields of `MutationConfig`, in
+their declared order, which is also the order a draw indexes). A new kind is one function here and
+one weight field in the schema (`config.py`, `mutation_weight(...)`).
+
 Adam's state: an architecture mutation zeroes the moments of exactly the parameters it rewrites
 (new units, a new or removed layer, grown recurrent state: their old statistics describe another
 function) and every other moment carries on. Parameter noise keeps all moments: it moves each weight
@@ -12,15 +17,41 @@ parameters and keep all of Adam's state too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
 from evorl_cli.config import ACTIVATIONS, MUTATION_WEIGHTS, HPRange, MutationConfig, NetConfig, TrainConfig
+from evorl_cli.evolve import architecture as surgery
 from evorl_cli.hparams import HPARAMS, RolloutCap
 from evorl_cli.nets.policy import Capacity
 from evorl_cli.population import Population
 
-KINDS = ("none", "parameters", "architecture", "activation", "rl_hp")
+
+@dataclass(frozen=True)
+class MutationKind:
+    """One registered kind: `apply(mutator, pop, p)` mutates member p and returns a short note.
+    `surgery`: it changes the architecture, so the layout gets room first and the Adam moments of
+    every parameter it rewrites are zeroed (see the module docstring)."""
+
+    name: str
+    apply: Callable[["Mutator", Population, int], str]
+    surgery: bool = False
+
+
+MUTATIONS: dict[str, MutationKind] = {}
+
+
+def mutation(name: str, surgery: bool = False):
+    """Register the decorated function as the mutation kind weighted by `mutation.<name>`."""
+    def register(fn: Callable[["Mutator", Population, int], str]):
+        if name in MUTATIONS:
+            raise ValueError(f"mutation kind {name} registered twice")
+        MUTATIONS[name] = MutationKind(name, fn, surgery)
+        return fn
+    return register
 
 
 def _fmt(value: float) -> str:
@@ -35,8 +66,10 @@ class Mutator:
         self.cfg, self.net, self.hp_ranges = cfg, net, hp_ranges
         self.cap = cap  # a batch holds at least one training unit and at most one member's rollout
         self.rng, self.gen = rng, gen
-        weights = np.array([getattr(cfg, key) for key in MUTATION_WEIGHTS], dtype=float)  # in KINDS' order
+        self.kinds = [MUTATIONS[name] for name in MUTATION_WEIGHTS]  # the schema's order: what a draw indexes
+        weights = np.array([getattr(cfg, kind.name) for kind in self.kinds], dtype=float)
         self.probs = weights / weights.sum()
+        self._room_made = False
 
     @classmethod
     def for_run(cls, config: TrainConfig, rng: np.random.Generator, gen: torch.Generator) -> "Mutator":
@@ -46,112 +79,131 @@ class Mutator:
     def mutate(self, pop: Population, protected: set[int]) -> list[str]:
         """Mutate every member not in `protected`; returns a short description per member."""
         notes = []
+        self._room_made = False
         for p in range(pop.size):
             if p in protected:
                 notes.append("elite")
                 continue
-            kind = KINDS[self.rng.choice(len(KINDS), p=self.probs)]
-            if kind == "none":
-                notes.append("none")
-            elif kind == "parameters":
-                notes.append(self.parameters(pop, p))
-            elif kind == "rl_hp":
-                notes.append(self.rl_hp(pop, p))
-            elif kind == "architecture":
-                self._make_room(pop)
-                notes.append(self._rewrite(pop, p, self.architecture))
-            else:
-                notes.append(self._rewrite(pop, p, self.activation))
-        pop.refresh_masks()
+            kind = self.kinds[self.rng.choice(len(self.kinds), p=self.probs)]
+            notes.append(self._surgery(pop, p, kind) if kind.surgery else kind.apply(self, pop, p))
+        pop.refresh_masks()  # the layout shrinks to what members now use: removals make the batch cheaper
         return notes
 
     def _make_room(self, pop: Population) -> None:
-        """Give the layout room for any growth one mutation can ask for (trimmed again afterwards)."""
+        """Give the layout room for any growth this generation's mutations can ask for, once per
+        `mutate` (re-laying the whole population out is O(P), so not once per mutated member): each
+        member mutates at most once, so no member outgrows the widest one by more than one step,
+        nor the deepest one by more than a layer. `mutate` trims the layout again at its end."""
+        if self._room_made:
+            return
+        self._room_made = True
         need, cap, step = pop.needed_capacity(), pop.net.cap, max(self.cfg.node_choices)
         room = Capacity(min(self.net.max_width, need.width + step),
                         min(self.net.max_layers, pop.arch.widths.shape[1], need.depth + 1),
                         min(self.net.max_hidden_size, need.hidden + step) if need.hidden else 0)
         pop.set_capacity(Capacity(max(room.width, cap.width), max(room.depth, cap.depth), max(room.hidden, cap.hidden)))
 
-    def _rewrite(self, pop: Population, p: int, surgery) -> str:
-        """Run an architecture-changing `surgery` on member p and reset the moments it touched."""
+    def _surgery(self, pop: Population, p: int, kind: MutationKind) -> str:
+        """Run an architecture-changing kind on member p and reset the moments it touched."""
+        self._make_room(pop)
         with torch.no_grad():
             row = pop.params[p]
             before = row.clone()
-            note = surgery(pop, p, row)
+            note = kind.apply(self, pop, p)
             pop.adam.reset_entries(p, row != before)
         return note
 
-    def parameters(self, pop: Population, p: int) -> str:
-        """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero).
+    def step_size(self) -> int:
+        """Units one width mutation adds or removes: one of `node_choices`, drawn."""
+        return int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
 
-        Adam's moments are kept (see the module docstring)."""
-        with torch.no_grad():
-            row = pop.params[p]
-            for start, end in pop.net.actor_slices():
-                noise = torch.randn(end - start, generator=self.gen).to(row.device)
-                row[start:end] += self.cfg.mutation_sd * row[start:end].abs() * noise
-        return f"params sd={_fmt(self.cfg.mutation_sd)}"
 
-    def activation(self, pop: Population, p: int, row: torch.Tensor) -> str:
-        current = pop.arch.activation_name(p)
-        options = [a for a in self.cfg.activations if a != current]
-        if not options:
-            return "none"
-        new = options[self.rng.integers(len(options))]
-        pop.arch.activation[p] = ACTIVATIONS.index(new)
-        return f"activation {current}->{new}"
+@mutation("no_mutation")
+def no_mutation(m: Mutator, pop: Population, p: int) -> str:
+    return "none"
 
-    def architecture(self, pop: Population, p: int, row: torch.Tensor) -> str:
-        if pop.net.recurrent:
-            return self.recurrent_growth(pop, p, row)
-        remove = self.rng.random() < self.cfg.remove_prob
-        depth = int(pop.arch.n_layers[p])
-        if self.rng.random() < self.cfg.new_layer_prob:
-            if remove and depth > 1:
-                pop.net.remove_layer(row, pop.arch, p)
-                pop.arch.widths[p, depth - 1] = 0
-                return f"layer -1 ({depth - 1} layers)"
-            if not remove and depth < self.net.max_layers:
-                width = pop.net.add_layer(row, pop.arch, p, self.gen)
-                pop.arch.widths[p, depth] = width
-                return f"layer +1 ({depth + 1} layers)"
-        layer = int(self.rng.integers(depth))
-        step = int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
-        old = int(pop.arch.widths[p, layer])
-        if remove:
-            new = max(old - step, self.net.min_width)
-            if new == old:
-                return "none (at min width)"
-            pop.net.shrink_units(row, pop.arch, p, layer, new)
-        else:
-            new = min(old + step, self.net.max_width)
-            if new == old:
-                return "none (at max width)"
-            pop.net.grow_units(row, pop.arch, p, layer, new, self.gen)
-        pop.arch.widths[p, layer] = new
-        return f"nodes L{layer} {old}->{new}"
 
-    def recurrent_growth(self, pop: Population, p: int, row: torch.Tensor) -> str:
-        """Recurrent members grow their hidden state (gate-aware, outputs unchanged); their MLP stays,
-        since a new layer or removed units would break the function the state dynamics feed."""
-        old = int(pop.arch.hidden[p])
-        step = int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
-        new = min(old + step, self.net.max_hidden_size)
+@mutation("parameters")
+def parameters(m: Mutator, pop: Population, p: int) -> str:
+    """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero).
+
+    Adam's moments are kept (see the module docstring)."""
+    with torch.no_grad():
+        row = pop.params[p]
+        for start, end in pop.net.actor_slices():
+            noise = torch.randn(end - start, generator=m.gen).to(row.device)
+            row[start:end] += m.cfg.mutation_sd * row[start:end].abs() * noise
+    return f"params sd={_fmt(m.cfg.mutation_sd)}"
+
+
+@mutation("activation")
+def activation(m: Mutator, pop: Population, p: int) -> str:
+    """Switch member p to another of `mutation.activations` (no parameter changes)."""
+    current = pop.arch.activation_name(p)
+    options = [a for a in m.cfg.activations if a != current]
+    if not options:
+        return "none"
+    new = options[m.rng.integers(len(options))]
+    pop.arch.activation[p] = ACTIVATIONS.index(new)
+    return f"activation {current}->{new}"
+
+
+@mutation("architecture", surgery=True)
+def architecture(m: Mutator, pop: Population, p: int) -> str:
+    """Add or (with probability `remove_prob`) remove: a layer (share `new_layer_prob`) or units
+    of one layer. Adding keeps the member's function; removing changes it, and selection judges."""
+    if pop.net.recurrent:
+        return _recurrent_growth(m, pop, p)
+    row, arch, net = pop.params[p], pop.arch, pop.net
+    remove = m.rng.random() < m.cfg.remove_prob
+    depth = int(arch.n_layers[p])
+    if m.rng.random() < m.cfg.new_layer_prob:
+        if remove and depth > 1:
+            surgery.remove_layer(net, row, arch, p)
+            return f"layer -1 ({depth - 1} layers)"
+        if not remove and depth < m.net.max_layers:
+            surgery.add_layer(net, row, arch, p, m.gen)
+            return f"layer +1 ({depth + 1} layers)"
+    layer = int(m.rng.integers(depth))
+    step = m.step_size()
+    old = int(arch.widths[p, layer])
+    if remove:
+        new = max(old - step, m.net.min_width)
         if new == old:
-            return "none (at max hidden size)"
-        pop.net.grow_hidden(row, pop.arch, p, new, self.gen)
-        pop.arch.hidden[p] = new
-        return f"hidden {old}->{new}"
+            return "none (at min width)"
+        surgery.shrink_units(net, row, arch, p, layer, new)
+    else:
+        new = min(old + step, m.net.max_width)
+        if new == old:
+            return "none (at max width)"
+        surgery.grow_units(net, row, arch, p, layer, new, m.gen)
+    return f"nodes L{layer} {old}->{new}"
 
-    def rl_hp(self, pop: Population, p: int) -> str:
-        """Grow or shrink one of the member's hp_config hyperparameters by the table's rule
-        (`HyperParameter.mutate`); only those a step can move are drawn from."""
-        names = [n for n in sorted(self.hp_ranges) if HPARAMS[n].can_move(pop.hp[n][p], self.hp_ranges[n], self.cap)]
-        if not names:
-            return "none"
-        name = names[self.rng.integers(len(names))]
-        grow = self.rng.random() < 0.5
-        old = pop.hp[name][p]
-        pop.hp[name][p] = HPARAMS[name].mutate(old, grow, self.hp_ranges[name], self.cap)
-        return f"{name} {_fmt(old)}->{_fmt(pop.hp[name][p])}"
+
+def _recurrent_growth(m: Mutator, pop: Population, p: int) -> str:
+    """Recurrent members grow their hidden state (gate-aware, outputs unchanged); their MLP stays,
+    since a new layer or removed units would break the function the state dynamics feed."""
+    old = int(pop.arch.hidden[p])
+    new = min(old + m.step_size(), m.net.max_hidden_size)
+    if new == old:
+        return "none (at max hidden size)"
+    surgery.grow_hidden(pop.net, pop.params[p], pop.arch, p, new, m.gen)
+    return f"hidden {old}->{new}"
+
+
+@mutation("rl_hp")
+def rl_hp(m: Mutator, pop: Population, p: int) -> str:
+    """Grow or shrink one of the member's hp_config hyperparameters by the table's rule
+    (`HyperParameter.mutate`); only those a step can move are drawn from."""
+    names = [n for n in sorted(m.hp_ranges) if HPARAMS[n].can_move(pop.hp[n][p], m.hp_ranges[n], m.cap)]
+    if not names:
+        return "none"
+    name = names[m.rng.integers(len(names))]
+    grow = m.rng.random() < 0.5
+    old = pop.hp[name][p]
+    pop.hp[name][p] = HPARAMS[name].mutate(old, grow, m.hp_ranges[name], m.cap)
+    return f"{name} {_fmt(old)}->{_fmt(pop.hp[name][p])}"
+
+
+_unregistered = set(MUTATION_WEIGHTS) ^ set(MUTATIONS)
+assert not _unregistered, f"mutation weights without a registered kind, or kinds without a weight: {_unregistered}"

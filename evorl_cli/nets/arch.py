@@ -55,6 +55,17 @@ class Architecture:
     def gather(self, idx: np.ndarray) -> "Architecture":
         return Architecture(self.widths[idx].copy(), self.activation[idx].copy(), self.hidden[idx].copy())
 
+    def num_weights(self, in_dim: int) -> np.ndarray:
+        """[P] weights of each member's MLP (and recurrent core) reading `in_dim` features: the size
+        that selection prefers smaller of at equal fitness, and what a member costs to run."""
+        fan_in = np.where(self.hidden > 0, self.hidden, in_dim)
+        total = 4 * self.hidden * (in_dim + self.hidden)  # an LSTM's four gates (a GRU's three: close enough)
+        for layer in range(self.widths.shape[1]):
+            width = self.widths[:, layer]
+            total = total + fan_in * width
+            fan_in = np.where(width > 0, width, fan_in)
+        return total
+
     def hidden_sizes(self, p: int) -> list[int]:
         return [int(w) for w in self.widths[p] if w > 0]
 

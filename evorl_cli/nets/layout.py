@@ -53,3 +53,16 @@ class ParamLayout:
 
     def names(self, prefix: str) -> list[str]:
         return [n for n in self.slots if n.startswith(prefix)]
+
+
+def relayout(flat: torch.Tensor, old: ParamLayout, new: ParamLayout) -> torch.Tensor:
+    """`flat` [P, old.size] re-laid out as [P, new.size]: each parameter both layouts hold keeps the
+    region they share (leading rows and columns); everything else is zero. Used when the population's
+    capacity grows (padding) or shrinks (dropping entries no member uses)."""
+    out = flat.new_zeros(flat.shape[0], new.size)
+    for name in new.slots:
+        if name in old.slots:
+            src, dst = old.view(flat, name), new.view(out, name)
+            region = (slice(None),) + tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], dst.shape[1:]))
+            dst[region] = src[region]
+    return out

@@ -202,7 +202,7 @@ class PolicyNet:
         prefixes = ("shared.", "actor.", "pi.", "log_std")
         return [(s.start, s.end) for name, s in self.layout.slots.items() if name.startswith(prefixes)]
 
-    # --- initialisation and architecture surgery of one member ----------------------------------
+    # --- initialisation of one member (architecture surgery: evolve/architecture.py) -------------
 
     def init_member(self, row: torch.Tensor, arch: Architecture, p: int, action_std_init: float,
                     gen: torch.Generator) -> None:
@@ -224,46 +224,3 @@ class PolicyNet:
         self.layout.view(row, "v.w")[:last] = orthogonal(last, 1, VALUE_HEAD_GAIN, gen)
         if not self.action.discrete:
             self.layout.view(row, "log_std")[:] = math.log(action_std_init)
-
-    def _mlp_fan_in(self, branch: Branch, arch: Architecture, p: int, layer: int) -> int:
-        if layer > 0:
-            return int(arch.widths[p, layer - 1])
-        return int(arch.hidden[p]) if branch.rnn else branch.features
-
-    def grow_units(self, row: torch.Tensor, arch: Architecture, p: int, layer: int, new: int,
-                   gen: torch.Generator) -> None:
-        """Widen MLP `layer` of member `p` to `new` units without changing its outputs."""
-        old = int(arch.widths[p, layer])
-        for branch in self.branches.values():
-            branch.mlp.grow_units(row, layer, self._mlp_fan_in(branch, arch, p, layer), old, new, gen)
-
-    def shrink_units(self, row: torch.Tensor, arch: Architecture, p: int, layer: int, new: int) -> None:
-        """Narrow MLP `layer` of member `p` to `new` units (what they fed is cut too)."""
-        for branch in self.branches.values():
-            branch.mlp.shrink_units(row, layer, new)
-        if layer == int(arch.n_layers[p]) - 1:
-            self._cut_head_rows(row, new)
-
-    def add_layer(self, row: torch.Tensor, arch: Architecture, p: int, gen: torch.Generator) -> int:
-        """Append an MLP layer as wide as the last one (fresh orthogonal init); returns its width."""
-        depth = int(arch.n_layers[p])
-        width = int(arch.widths[p, depth - 1])
-        for branch in self.branches.values():
-            branch.mlp.init_layer(row, depth, width, width, gen)
-        return width
-
-    def remove_layer(self, row: torch.Tensor, arch: Architecture, p: int) -> None:
-        """Drop member `p`'s last MLP layer; the heads then read the layer before it."""
-        depth = int(arch.n_layers[p])
-        for branch in self.branches.values():
-            branch.mlp.zero_layer(row, depth - 1)
-        self._cut_head_rows(row, int(arch.widths[p, depth - 2]))
-
-    def grow_hidden(self, row: torch.Tensor, arch: Architecture, p: int, new: int, gen: torch.Generator) -> None:
-        """Widen member `p`'s recurrent state to `new` units, gate-aware and function-preserving."""
-        for branch in self.branches.values():
-            branch.rnn.grow(row, branch.features, int(arch.hidden[p]), new, gen)
-
-    def _cut_head_rows(self, row: torch.Tensor, width: int) -> None:
-        self.layout.view(row, "pi.w")[width:] = 0.0
-        self.layout.view(row, "v.w")[width:] = 0.0
