@@ -119,16 +119,27 @@ def inspect_command(cfg: DictConfig) -> None:
         run_inspect(cfg, console)
 
 
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="plot")
+def plot_command(cfg: DictConfig) -> None:
+    """`evorl plot run=...`: PNGs of a run (or of a multirun sweep), written into its directory."""
+    from evorl_cli.records import plot
+
+    with user_errors():
+        written = plot(cfg.run)
+        console.print(f"wrote {', '.join(p.name for p in written)} in {written[0].parent}", highlight=False)
+
+
 COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
     "train": (train_command, "train a population (evorl train env=acrobot)"),
     "eval": (eval_command, "evaluate a checkpoint (evorl eval ckpt=outputs/<run> episodes=20)"),
     "render": (render_command, "write a GIF of a trained member (evorl render ckpt=outputs/<run>)"),
     "inspect": (inspect_command, "show what a checkpoint holds (evorl inspect ckpt=outputs/<run>)"),
+    "plot": (plot_command, "draw a run's plots into its directory (evorl plot run=outputs/<run>)"),
 }
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "trust_checkpoint", "evolution.",
-                  "checkpoint.", "env.target", "mutation.", "hp_config.")
+                  "checkpoint.", "env.target", "mutation.", "hp_config.", "logger.", "plot.")
 # Keys of the command line rather than of the run: a resume neither takes them from the checkpoint nor records them.
 COMMAND_KEYS = ("resume", "trust_checkpoint")
 
@@ -305,6 +316,9 @@ def preflight(command: str, args: list[str]) -> list[str]:
                     warning = _preflight_train(cfg, combo, multirun=len(overrides) < len(args))
                     if warning and warning not in warnings:
                         warnings.append(warning)
+                elif command == "plot":
+                    if OmegaConf.is_missing(cfg, "run"):
+                        raise EvorlError("run is required: evorl plot run=outputs/<date>/<run> (or evorl plot <run dir>)")
                 else:
                     _preflight_checkpoint_command(command, cfg)
     finally:
@@ -330,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         raise SystemExit(0 if args else EXIT_USER_ERROR)
     command, rest = args[0], args[1:]
+    if command == "plot" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"run={rest[0]}", *rest[1:]]  # `evorl plot <run dir>`: the positional form
     if command not in COMMANDS:
         err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: {', '.join(COMMANDS)}",
                           highlight=False)
