@@ -142,8 +142,11 @@ def _per_member(plt, table: RunTable, names: list[str], title: str, x: np.ndarra
     fig, axes = _grid(plt, max(1, len(names)))
     for ax, name in zip(axes, names):
         values = table.column(name)
-        for p in range(table.size):
-            ax.plot(x, values[:, p], lw=1.0, marker=".", ms=3, label=f"member {p}")
+        if np.allclose(values, values[:, :1], equal_nan=True):  # a population figure (throughput): one line
+            ax.plot(x, values[:, 0], lw=1.0, marker=".", ms=3, color="k", label="population")
+        else:
+            for p in range(table.size):
+                ax.plot(x, values[:, p], lw=1.0, marker=".", ms=3, label=f"member {p}")
         if name in log_names and np.nanmin(values) > 0:
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)

@@ -99,10 +99,11 @@ def generation_table(rec: GenerationRecord, tuned: list[str], selection: str, wi
     ]
     mutation = _Column("mutation", rec.mutations, 6, justify="left", wraps=True)
     shown, used = [], 0
-    for col in sorted(columns, key=lambda c: c.priority):
-        if used + col.width <= width - 16:  # leave the mutation column room for a short note
-            shown.append(col)
-            used += col.width
+    for col in sorted(columns, key=lambda c: c.priority):  # strictly by priority: the first that does not fit ends it
+        if used + col.width > width - 16:  # leave the mutation column room for a short note
+            break
+        shown.append(col)
+        used += col.width
     shown.sort(key=lambda c: columns.index(c))
     shown.append(mutation)
 
