@@ -245,6 +245,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
 
     from evorl_cli.checks import check_net_fits, check_output_dir, inherited_preset_warning, probe_env
     from evorl_cli.envs.batch import check_env_id
+    from evorl_cli.records.logger import check_backends
     from evorl_cli.train import resolve_device
 
     out_key, out_dir = _output_dir(cfg, multirun)
@@ -259,6 +260,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
         return None
     config = build_train_config(cfg)
     check_output_dir(out_key, out_dir)
+    check_backends(config)
     check_env_id(config.env.id, config.env.backend)
     resolve_device(config.device)
     check_net_fits(config.net, config.env.id, probe_env(config.env))

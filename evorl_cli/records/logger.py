@@ -8,6 +8,7 @@ imported only when it is enabled, so a missing one costs a user nothing until as
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,11 +39,17 @@ class LoggerContext:
     start_env_steps: int = 0
 
 
-# Optional backends: config name -> "module:Class". csv and the table are always on.
+# Optional backends: config name -> ("module:Class", the package it needs, which is also its extra's
+# name). csv and the table are always on.
 BACKENDS = {
-    "tensorboard": "evorl_cli.records.tensorboard_logger:TensorBoardLogger",
-    "wandb": "evorl_cli.records.wandb_logger:WandbLogger",
+    "tensorboard": ("evorl_cli.records.tensorboard_logger:TensorBoardLogger", "tensorboard"),
+    "wandb": ("evorl_cli.records.wandb_logger:WandbLogger", "wandb"),
 }
+
+
+def _missing(package: str, extra: str) -> EvorlError:
+    return EvorlError(f"logger {extra} needs the {package} package: pip install \"evorl-cli[{extra}]\" "
+                      f"(or turn it off: logger.{extra}.enabled=false)")
 
 
 def require(module: str, extra: str):
@@ -50,8 +57,19 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise EvorlError(f"{extra} needs the {module.split('.')[0]} package: pip install \"evorl-cli[{extra}]\" "
-                         f"(or turn it off: logger.{extra}.enabled=false)") from None
+        raise _missing(module.split(".")[0], extra) from None
+
+
+def check_backends(config: TrainConfig) -> None:
+    """Before a run starts (the CLI's preflight): every enabled backend's package is installed."""
+    for name, (_, package) in BACKENDS.items():
+        if getattr(config.logger, name).enabled:
+            try:
+                found = importlib.util.find_spec(package) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise _missing(package, name)
 
 
 class Loggers:
@@ -66,7 +84,7 @@ class Loggers:
         from evorl_cli.records.table import TableLogger
 
         loggers: list[Logger] = [CsvLogger(ctx), TableLogger(ctx)]
-        for name, target in BACKENDS.items():
+        for name, (target, _) in BACKENDS.items():
             if getattr(ctx.config.logger, name).enabled:
                 module, _, attr = target.partition(":")
                 loggers.append(getattr(importlib.import_module(module), attr)(ctx))

@@ -227,8 +227,9 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     for job in jobs:
         rows = read_rows(job)
         if rows:
-            names.append(job.name)
-            best.append(np.nan if rows[-1].get("best_score") is None else rows[-1]["best_score"])
+            confirmed = rows[-1].get("best_score") is not None
+            names.append(job.name if confirmed else f"{job.name} (nothing confirmed)")
+            best.append(rows[-1]["best_score"] if confirmed else np.nan)
             se.append(0.0 if rows[-1].get("best_se") is None else rows[-1]["best_se"])
     fig, ax = plt.subplots(figsize=FIGSIZE)
     y = np.arange(len(names))
