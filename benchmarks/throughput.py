@@ -72,10 +72,21 @@ def measure(config, device: torch.device, rollouts: int, warmup: int = 2) -> tup
     return rate, collecting / rollouts, updating / rollouts
 
 
-def training_rate(config, logger: str, generations: int) -> float:
+def training_rate(config, logger: str, generations: int) -> tuple[float, float]:
     """Training env steps per second of a whole `train` run with `logger` (csv, tensorboard, wandb
-    or several joined by '+'), evaluation time excluded; W&B runs offline."""
+    or several joined by '+'), evaluation time excluded, and the share of that time spent in the
+    loggers' `write` (timed directly, so it reads true on a busy machine); W&B runs offline."""
     import os
+
+    from evorl_cli.records import Loggers
+
+    spent = [0.0]
+    write = Loggers.write
+
+    def timed_write(self, record):
+        start = time.perf_counter()
+        write(self, record)
+        spent[0] += time.perf_counter() - start
 
     os.environ.setdefault("WANDB_MODE", "offline")
     for name in ("tensorboard", "wandb"):
@@ -85,10 +96,15 @@ def training_rate(config, logger: str, generations: int) -> float:
     steps = config.population.size * config.env.num_envs * config.algo.rollout_steps
     per_generation = -(-config.evolution.evo_steps // (config.env.num_envs * config.algo.rollout_steps)) * steps
     config.max_steps = generations * per_generation
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = train(config, Path(run_dir), Console(quiet=True))
-        state = ckpt.load(run_dir, prefer="latest").meta["state"]
-    return result.env_steps / (state["wall_time"] - state["eval_time"])
+    Loggers.write = timed_write
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(config, Path(run_dir), Console(quiet=True))
+            state = ckpt.load(run_dir, prefer="latest").meta["state"]
+    finally:
+        Loggers.write = write
+    training = state["wall_time"] - state["eval_time"]
+    return result.env_steps / training, spent[0] / training
 
 
 def main() -> None:
@@ -125,18 +141,22 @@ def main() -> None:
     if args.loggers:
         choices = args.loggers.split(",")
         rates: dict[str, list[float]] = {c: [] for c in choices}
+        shares: dict[str, list[float]] = {c: [] for c in choices}
         for _ in range(args.repeats):  # alternated, so a change in the machine's load hits every choice alike
             for choice in choices:
-                rates[choice].append(training_rate(make_config(args.env, args.net, args.members, args.envs,
-                                                               ["evolution.selection=train", *args.overrides]),
-                                                   choice, args.generations))
+                config = make_config(args.env, args.net, args.members, args.envs,
+                                     ["evolution.selection=train", "evolution.confirm_episodes=10", *args.overrides])
+                rate, share = training_rate(config, choice, args.generations)
+                rates[choice].append(rate)
+                shares[choice].append(share)
         base = statistics.median(rates[choices[0]])
         print(f"  whole runs, {args.generations} generations each, selection=train, evaluation time excluded "
               f"(median of {args.repeats}, alternated):")
         for choice in choices:
             median = statistics.median(rates[choice])
             print(f"    logger={choice:<18}: {median:>10,.0f} train env-steps/s ({median / base - 1:+.1%} vs "
-                  f"{choices[0]}; runs: {', '.join(f'{r:,.0f}' for r in rates[choice])})")
+                  f"{choices[0]}; runs: {', '.join(f'{r:,.0f}' for r in rates[choice])}); "
+                  f"loggers' write: {statistics.median(shares[choice]):.3%} of training time")
 
 
 if __name__ == "__main__":

@@ -232,8 +232,8 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
             pop.adam.step(pop.params, grad, lr, weight)
             n_steps += weight
-            terms_total += terms * weight.unsqueeze(1)
-            norm_total += norm * weight
+            terms_total.addcmul_(terms, weight.unsqueeze(1))
+            norm_total.addcmul_(norm, weight)
 
     # One transfer off the device for all the diagnostics.
     per_step = torch.cat([terms_total, norm_total.unsqueeze(1)], dim=1) / n_steps.clamp_min(1.0).unsqueeze(1)

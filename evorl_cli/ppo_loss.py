@@ -104,9 +104,10 @@ class _Objective(torch.autograd.Function):
         scale = (1.0 / head.shape[1]) if weight is None else weight  # d mean / d sample
         grads = head_grad(dlogp * scale, (ent * scale).expand_as(logp))
         ctx.save_for_backward(*grads, vf * error * scale)
-        clipped_out = ((ratio - 1).abs() > coef.clip).to(ratio.dtype)
-        terms = torch.stack([weighted_mean(x, weight) for x in
-                             (policy_loss, value_loss, entropy, (ratio - 1) - logratio, clipped_out)], dim=1)
+        ratio_change = ratio - 1
+        clipped_out = (ratio_change.abs() > coef.clip).to(ratio.dtype)
+        per_sample = torch.stack((policy_loss, value_loss, entropy, ratio_change - logratio, clipped_out), dim=1)
+        terms = per_sample.mean(2) if weight is None else (per_sample * weight.unsqueeze(1)).sum(2)  # one reduction
         ctx.mark_non_differentiable(terms)
         return loss, terms
 
