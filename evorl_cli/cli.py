@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         rest = [f"run={rest[0]}", *rest[1:]]  # `evorl plot <run dir>`: the positional form
     if command not in COMMANDS:
         err_console.print(f"[bold red]error:[/] unknown command '{command}'; use one of: {', '.join(COMMANDS)}",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         raise SystemExit(EXIT_USER_ERROR)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM ends a run like Ctrl-C: cleanly
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`&`)
