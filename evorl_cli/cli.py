@@ -158,16 +158,27 @@ PLAIN_COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
     "summarize": (summarize_command, "tables and summary files of a sweep (evorl summarize outputs/multirun/<run>)"),
 }
 
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="plot")
+def plot_command(cfg: DictConfig) -> None:
+    """`evorl plot run=...`: PNGs of a run (or of a multirun sweep), written into its directory."""
+    from evorl_cli.records import plot
+
+    with user_errors():
+        written = plot(cfg.run)
+        console.print(f"wrote {', '.join(p.name for p in written)} in {written[0].parent}", highlight=False)
+
+
 COMMANDS: dict[str, tuple[Callable[[], None], str]] = {
     "train": (train_command, "train a population (evorl train env=acrobot)"),
     "eval": (eval_command, "evaluate a checkpoint (evorl eval ckpt=outputs/<run> episodes=20)"),
     "render": (render_command, "write a GIF of a trained member (evorl render ckpt=outputs/<run>)"),
     "inspect": (inspect_command, "show what a checkpoint holds (evorl inspect ckpt=outputs/<run>)"),
+    "plot": (plot_command, "draw a run's plots into its directory (evorl plot run=outputs/<run>)"),
 }
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", "trust_checkpoint", "evolution.",
-                  "checkpoint.", "env.target", "mutation.", "hp_config.")
+                  "checkpoint.", "env.target", "mutation.", "hp_config.", "logger.", "plot.")
 # Keys of the command line rather than of the run: a resume neither takes them from the checkpoint nor records them.
 COMMAND_KEYS = ("resume", "trust_checkpoint")
 
@@ -284,6 +295,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
 
     from evorl_cli.checks import check_net_fits, check_output_dir, inherited_preset_warning, probe_env
     from evorl_cli.envs.batch import check_env_id
+    from evorl_cli.records.logger import check_backends
     from evorl_cli.train import resolve_device
 
     out_key, out_dir = _output_dir(cfg, multirun)
@@ -298,6 +310,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
         return None
     config = build_train_config(cfg)
     check_output_dir(out_key, out_dir)
+    check_backends(config)
     check_env_id(config.env.id, config.env.backend)
     resolve_device(config.device)
     check_net_fits(config.net, config.env.id, probe_env(config.env))
@@ -356,6 +369,9 @@ def preflight(command: str, args: list[str]) -> list[str]:
                     warning = _preflight_train(cfg, combo, multirun)
                     if warning and warning not in warnings:
                         warnings.append(warning)
+                elif command == "plot":
+                    if OmegaConf.is_missing(cfg, "run"):
+                        raise EvorlError("run is required: evorl plot run=outputs/<date>/<run> (or evorl plot <run dir>)")
                 else:
                     _preflight_checkpoint_command(command, cfg)
     finally:
@@ -381,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         raise SystemExit(0 if args else EXIT_USER_ERROR)
     command, rest = args[0], args[1:]
+    if command == "plot" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"run={rest[0]}", *rest[1:]]  # `evorl plot <run dir>`: the positional form
     if command in PLAIN_COMMANDS:
         with user_errors():
             PLAIN_COMMANDS[command][0](rest)

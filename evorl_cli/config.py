@@ -152,6 +152,38 @@ class CheckpointConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    enabled: bool = False  # logger=tensorboard turns it on
+    dir: str = "tensorboard"  # under the run directory
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False  # logger=wandb turns it on
+    project: str = "evorl"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # online | offline | disabled; None: wandb's default (WANDB_MODE, else online)
+    name: Optional[str] = None  # None: the run directory's name
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    """Where the per-generation records go besides metrics.csv and the terminal (always on):
+    `logger=tensorboard`, `logger=wandb`, or both with `logger=[tensorboard,wandb]` (each option
+    file switches its backend on; `logger.<backend>.enabled=true` does the same)."""
+
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class PlotConfig:
+    on_finish: bool = True  # write the run's plots (evorl plot) when it ends; a failure only warns
+
+
+@dataclass
 class TrainConfig:
     """Everything one `evorl train` run needs."""
 
@@ -172,6 +204,8 @@ class TrainConfig:
     hp_config: Dict[str, HPRange] = field(default_factory=dict)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
 
 
 @dataclass
@@ -213,6 +247,13 @@ class InspectConfig:
 
 
 @dataclass
+class PlotCommandConfig:
+    """`evorl plot`: which run (or multirun sweep) directory; the PNGs go into it."""
+
+    run: str = MISSING
+
+
+@dataclass
 class _TrainSchema(TrainConfig):
     """What Hydra composes `train` against: TrainConfig, with hp_config's entries left untyped so
     that `+hp_config.gamma={min: 0.9, max: 0.999}` can add one (OmegaConf refuses to assign a dict
@@ -222,7 +263,7 @@ class _TrainSchema(TrainConfig):
 
 
 SCHEMAS = {"train_schema": _TrainSchema, "eval_schema": EvalConfig, "render_schema": RenderConfig,
-           "inspect_schema": InspectConfig}
+           "inspect_schema": InspectConfig, "plot_schema": PlotCommandConfig}
 
 # Free-form dicts of the schema: their keys belong to someone else (env.kwargs are the env
 # constructor's options), so the command line may add keys to them without Hydra's `+` prefix.
@@ -352,12 +393,14 @@ def validate(c: TrainConfig) -> None:
              f"evolution.eval_max_steps={e.eval_max_steps}: must be positive or null")
     _require(1 <= e.tournament_size <= c.population.size,
              f"evolution.tournament_size={e.tournament_size}: must be between 1 and population.size={c.population.size}")
+    _require(c.logger.wandb.mode in (None, "online", "offline", "disabled"),
+             f"logger.wandb.mode={c.logger.wandb.mode}: use online, offline, disabled or null")
     _require(c.checkpoint.keep >= 0, f"checkpoint.keep={c.checkpoint.keep}: must be 0 (off) or positive")
 
 
-def validate_playback(c: EvalConfig | RenderConfig | InspectConfig) -> None:
+def validate_playback(c: EvalConfig | RenderConfig | InspectConfig | PlotCommandConfig) -> None:
     """Ranges of the `evorl eval` / `render` settings (their types are the schema's)."""
-    if isinstance(c, InspectConfig):
+    if isinstance(c, (InspectConfig, PlotCommandConfig)):
         return
     _require(c.member is None or c.member >= 0, f"member={c.member}: give a member index (0, 1, ...) or null")
     _require(c.episodes is None or c.episodes >= 1, f"episodes={c.episodes}: must be at least 1")

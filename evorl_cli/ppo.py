@@ -15,7 +15,7 @@ import torch
 
 from evorl_cli.config import PPOConfig
 from evorl_cli.population import Population
-from evorl_cli.ppo_loss import Coefficients, Minibatch, ppo_objective, weighted_mean
+from evorl_cli.ppo_loss import APPROX_KL, TERMS, Coefficients, Minibatch, ppo_objective, weighted_mean
 from evorl_cli.rollout import Rollout
 
 
@@ -40,12 +40,48 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return advantages, advantages + values
 
 
+# The learner's diagnostics of one update, per member, in the order `UpdateStats.as_dict` gives them.
+DIAGNOSTICS = (*TERMS, "explained_variance", "grad_norm", "optimizer_steps")
+
+
 @dataclass
 class UpdateStats:
-    """Device tensors, so the training loop never waits on them; read them only when needed."""
+    """What one `ppo_update` did to each member, as CPU tensors [P] (moved off the device once, at
+    the end of the update). Losses, entropy, KL, clip fraction and the gradient norm (before
+    clipping) are means over the member's own optimiser steps; explained variance is of the value
+    predictions the rollout was collected with (1 - Var(R - V) / Var(R), over the whole rollout)."""
 
-    approx_kl: torch.Tensor  # [P] mean over the member's own gradient steps
-    steps: torch.Tensor  # [P] gradient steps each member took
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+    explained_variance: torch.Tensor
+    grad_norm: torch.Tensor
+    steps: torch.Tensor  # optimiser steps the member took (fewer than scheduled after a KL stop)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """Name -> [P] array, named as `DIAGNOSTICS`."""
+        values = [getattr(self, n) for n in DIAGNOSTICS[:-1]] + [self.steps]
+        return {name: v.numpy() for name, v in zip(DIAGNOSTICS, values)}
+
+    @staticmethod
+    def combine(updates: list["UpdateStats"]) -> dict[str, np.ndarray]:
+        """The diagnostics of several updates (a generation's), as `as_dict`: optimiser steps
+        summed, every other figure averaged over the updates."""
+        if not updates:
+            return {}
+        each = [u.as_dict() for u in updates]
+        out = {k: np.mean([d[k] for d in each], axis=0) for k in DIAGNOSTICS}
+        out["optimizer_steps"] = np.sum([d["optimizer_steps"] for d in each], axis=0)
+        return out
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """1 - Var(R - V) / Var(R) per member over [T, P, N] tensors (NaN where the returns do not vary)."""
+    v, r = values.transpose(0, 1).flatten(1), returns.transpose(0, 1).flatten(1)
+    var = r.var(dim=1)
+    return torch.where(var > 0, 1 - (r - v).var(dim=1) / var, torch.full_like(var, float("nan")))
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -123,6 +159,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     advantages, returns = compute_gae(rewards, ro.values, ro.dones, ro.last_value,
                                       pop.hp_tensor("gamma"), pop.hp_tensor("gae_lambda"))
     steps, size, envs = rewards.shape
+    explained = explained_variance(ro.values, returns)
     plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, device)
     obs, actions, old_logp = plan.units(ro.obs), plan.units(ro.actions), plan.units(ro.logp)
     advantages, returns, old_values = plan.units(advantages), plan.units(returns), plan.units(ro.values)
@@ -139,7 +176,8 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     max_norm = pop.hp_tensor("max_grad_norm")
     kl_limit = None if cfg.target_kl is None else 1.5 * cfg.target_kl
     kl_ok = torch.ones(size, dtype=torch.bool, device=device)
-    kl_total = torch.zeros(size, device=device)
+    terms_total = torch.zeros(size, len(TERMS), device=device)  # summed over each member's own steps
+    norm_total = torch.zeros(size, device=device)
     n_steps = torch.zeros(size, device=device)
     batch_t = torch.as_tensor(batch, device=device).view(-1, 1)
     flat = lambda x: x.reshape(size, -1, *x.shape[3:])  # noqa: E731  [P, B, L, ...] -> [P, B*L, ...]
@@ -179,7 +217,8 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
         minibatch = Minibatch(flat(_take(actions, idx)), flat(_take(old_logp, idx)), adv, flat(_take(returns, idx)),
                               flat(_take(old_values, idx)) if cfg.clip_vloss else None, sample_weight)
-        member_loss, approx_kl = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
+        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
+        approx_kl = terms[:, APPROX_KL]
         with torch.no_grad():
             if kl_limit is not None:
                 # As SB3: a member whose policy moved too far stops before taking this step.
@@ -193,6 +232,11 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0).unsqueeze(1))
             pop.adam.step(pop.params, grad, lr, weight)
             n_steps += weight
-            kl_total += approx_kl * weight
+            terms_total.addcmul_(terms, weight.unsqueeze(1))
+            norm_total.addcmul_(norm, weight)
 
-    return UpdateStats(kl_total / n_steps.clamp_min(1.0), n_steps)
+    # One transfer off the device for all the diagnostics.
+    per_step = torch.cat([terms_total, norm_total.unsqueeze(1)], dim=1) / n_steps.clamp_min(1.0).unsqueeze(1)
+    stats = torch.cat([per_step, explained.unsqueeze(1), n_steps.unsqueeze(1)], dim=1).t().cpu()
+    *terms_mean, grad_norm, explained_cpu, steps_cpu = stats
+    return UpdateStats(*terms_mean, explained_variance=explained_cpu, grad_norm=grad_norm, steps=steps_cpu)

@@ -12,6 +12,9 @@ with autograd on the plain formulas):
     loss  = mean(max(-A ratio, -A clip(ratio, 1 - c, 1 + c))) - ent_coef mean(H) + vf_coef mean(0.5 (V - R)^2)
 
 with `max((V - R)^2, (V_clipped - R)^2)` in the value term when value clipping is on.
+
+The same pass also measures the learner's diagnostics (`TERMS`), per member, without a gradient:
+they come from tensors the objective already holds, so they cost a few reductions on the device.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from dataclasses import dataclass
 import torch
 
 from evorl_cli.nets.distributions import LOG_SQRT_2PI, gaussian_terms
+
+
+# What `ppo_objective` measures besides the loss, per member: the columns of its `terms` [P, 5].
+TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+APPROX_KL = TERMS.index("approx_kl")
 
 
 @dataclass
@@ -50,7 +58,10 @@ class Coefficients:
 def ppo_objective(head: torch.Tensor, value: torch.Tensor, log_std: torch.Tensor | None,
                   batch: Minibatch, coef: Coefficients) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member loss [P] (differentiable in `head` [P, M, n], `value` [P, M] and `log_std` [P, n]
-    for Gaussian policies) and the approximate KL [P] of the new policy from the old (no gradient)."""
+    for Gaussian policies) and, without a gradient, the `terms` [P, len(TERMS)]: each member's mean
+    policy loss, value loss (0.5 squared error, clipped as the loss is), entropy, approximate KL of
+    the new policy from the old (mean of (r - 1) - log r) and clip fraction (share of samples with
+    |r - 1| > clip)."""
     return _Objective.apply(head, value, log_std, batch, coef)
 
 
@@ -93,12 +104,15 @@ class _Objective(torch.autograd.Function):
         scale = (1.0 / head.shape[1]) if weight is None else weight  # d mean / d sample
         grads = head_grad(dlogp * scale, (ent * scale).expand_as(logp))
         ctx.save_for_backward(*grads, vf * error * scale)
-        approx_kl = weighted_mean((ratio - 1) - logratio, weight)
-        ctx.mark_non_differentiable(approx_kl)
-        return loss, approx_kl
+        ratio_change = ratio - 1
+        clipped_out = (ratio_change.abs() > coef.clip).to(ratio.dtype)
+        per_sample = torch.stack((policy_loss, value_loss, entropy, ratio_change - logratio, clipped_out), dim=1)
+        terms = per_sample.mean(2) if weight is None else (per_sample * weight.unsqueeze(1)).sum(2)  # one reduction
+        ctx.mark_non_differentiable(terms)
+        return loss, terms
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_kl):
+    def backward(ctx, grad_loss, _grad_terms):
         head_grad, log_std_grad, value_grad = ctx.saved_tensors
         g = grad_loss.view(-1, 1)
         return (head_grad * g.unsqueeze(-1), value_grad * g,

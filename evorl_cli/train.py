@@ -28,8 +28,8 @@ from evorl_cli.fitness import Confirmation, Judge, Purpose, derived_seed, episod
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
 from evorl_cli.population import Population
-from evorl_cli.ppo import ppo_update
-from evorl_cli.report import GenerationRecord, MetricsWriter, generation_table
+from evorl_cli.ppo import UpdateStats, ppo_update
+from evorl_cli.records import GenerationRecord, LoggerContext, Loggers, plot_on_finish, summary_panel
 from evorl_cli.rollout import RolloutCollector, members_first
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class RunState:
     wall_time: float = 0.0
     eval_time: float = 0.0  # seconds of wall_time spent on selection episodes and confirmations
     best: dict | None = None  # the member held as best (a Confirmation that passed), None before one passes
+    best_steps: list[int] = field(default_factory=list)  # [training, evaluation] env steps when it was confirmed
     confirmations: list[dict] = field(default_factory=list)  # every confirmation, in order
     reached_target: bool = False
     parents: list[int] = field(default_factory=list)
@@ -189,18 +190,17 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
     checkpoints = run_dir / "checkpoints"
-    metrics = MetricsWriter(run_dir / "metrics.csv", state.generation)
-    tuned = sorted(config.hp_config)
     recorded = OmegaConf.to_container(OmegaConf.structured(config))  # once: it costs ~40 ms a time
     actions = "deterministic" if evo.deterministic else "sampled"
     if resume is None:  # so that even an interrupt during the first generation can be resumed
         _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens)
 
-    with _progress(config.progress, console) as progress:
+    logging_ctx = LoggerContext(config, run_dir, console, state.generation, state.env_steps)
+    with _progress(config.progress, console) as progress, Loggers.for_run(logging_ctx) as loggers:
         task = progress.add_task("train", total=config.max_steps, completed=state.env_steps,
                                  gen=state.generation, rate="-", best=_best_text(state))
         while state.env_steps < config.max_steps and not state.reached_target:
-            started = time.perf_counter()
+            started, steps_before, updates = time.perf_counter(), state.env_steps, []
 
             # 1. PPO on fresh episodes: every member learns from its own envs, all in one batch.
             collector.reset(episode_seeds(Purpose.TRAINING, config.seed, state.generation, size * num_envs))
@@ -210,7 +210,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 rollout = collector.collect(pop, gens.torch)
                 if pop.reward_scale.enabled:
                     pop.reward_scale.update(members_first(rollout.returns_seen))
-                ppo_update(pop, rollout, config.algo, gens.torch)
+                updates.append(ppo_update(pop, rollout, config.algo, gens.torch))
                 for member, donor in repair_nonfinite(pop, [h[-1] if h else math.nan for h in state.history]):
                     state.mutations[member] += f"; diverged (NaN), replaced by a copy of {donor}"  # table, csv
                 if pop.obs_norm.enabled:
@@ -224,6 +224,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             #    is screened on fresh episodes; if the screen beats the best, it becomes the best and
             #    is measured again on other fresh episodes: that figure is the one reported.
             judged = time.perf_counter()
+            train_rate = (state.env_steps - steps_before) / max(judged - started, 1e-9)
             train_return = collector.episodes.mean_returns()
             fitness, steps = judge.selection_fitness(pop, train_return, state.generation, gens.torch)
             state.eval_steps += steps
@@ -236,19 +237,18 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 state.confirmations.append(confirmation.as_dict())
                 if confirmation.passed:
                     state.best = confirmation.as_dict()
+                    state.best_steps = [state.env_steps, state.eval_steps + state.confirm_steps]
                     _save_best(checkpoints / f"best{ckpt.SUFFIX}", pop, confirmation, state, recorded)
             state.eval_time += time.perf_counter() - judged
             state.reached_target = bool(target is not None and state.best_score >= target)
 
-            # 3. Report: table, metrics.csv.
-            record = GenerationRecord(state.generation, state.env_steps, state.eval_steps, state.confirm_steps,
-                                      state.wall_time + time.perf_counter() - started, state.eval_time,
-                                      fitness, train_return, state.parents, state.mutations, confirmation,
-                                      state.best_confirmation)
-            metrics.write(record, pop)
+            # 3. Report: one record to every logger (metrics.csv, the table, TensorBoard, W&B).
+            record = GenerationRecord.capture(state, pop, fitness, train_return, confirmation,
+                                              state.wall_time + time.perf_counter() - started,
+                                              UpdateStats.combine(updates), train_rate)
+            loggers.write(record)
             if observer is not None:
                 observer(pop, record)
-            progress.console.print(generation_table(record, pop, tuned, evo.selection))
             log.info("generation %d: %d training + %d evaluation env steps, %.1f s, selection fitness %s, "
                      "candidate %d (%s)%s", state.generation, state.env_steps, state.eval_steps + state.confirm_steps,
                      record.wall_time, np.round(fitness, 2).tolist(), candidate, pop.arch.describe(candidate),
@@ -280,8 +280,12 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     evaluated = state.eval_steps + state.confirm_steps
     log.info("%s: %s; %d training + %d evaluation env steps, %.1f s (%.1f s evaluating)", outcome, confirmed,
              state.env_steps, evaluated, state.wall_time, state.eval_time)
-    console.print(f"[bold]{outcome}[/]: {confirmed} · {state.env_steps:,} training + {evaluated:,} evaluation "
-                  f"env steps · {state.wall_time:.1f} s · run directory {run_dir}", highlight=False)
+    best_path = checkpoints / f"best{ckpt.SUFFIX}"
+    console.print(summary_panel(outcome, best, tuple(state.best_steps) if state.best_steps else None, state.env_steps,
+                                evaluated, state.wall_time, run_dir, best_path if best_path.exists() else None,
+                                evo.deterministic))
+    if config.plot.on_finish:
+        plot_on_finish(run_dir, console)
     env.close()
     judge.close()
     return TrainResult(run_dir, state.generation, state.env_steps, evaluated, state.wall_time, best,

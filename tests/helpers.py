@@ -19,6 +19,7 @@ TINY_RUN = {
     "algo": {"rollout_steps": 32, "batch_size": 32},
     "evolution": {"evo_steps": 64, "selection_episodes": 2, "confirm_episodes": 4, "eval_max_steps": 20},
     "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}},
+    "plot": {"on_finish": False},  # the plots have their own tests (test_records.py)
 }
 
 
@@ -32,6 +33,7 @@ def tiny_config(**overrides) -> TrainConfig:
         "hp_config": {"lr": {"min": 1e-4, "max": 1e-2}, "batch_size": {"min": 8, "max": 64}},
         "max_steps": 512,
         "progress": False,
+        "plot": {"on_finish": False},  # the plots have their own tests (test_records.py)
     }
     for key, value in overrides.items():
         node = base

@@ -466,6 +466,7 @@ def _rows_without_wall_time(path: Path) -> list[dict]:
     rows = read_rows(path)
     for row in rows:
         assert float(row.pop("wall_time")) >= float(row.pop("eval_time")) >= 0
+        assert float(row.pop("train_steps_per_s")) > 0  # a timing, like wall_time
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from evorl_cli.config import MUTABLE_HPS
+from evorl_cli.ppo import DIAGNOSTICS
 
 CLI = [sys.executable, "-m", "evorl_cli.cli"]
 # 2 members x 2 envs x 32 steps = 128 env steps per generation (evo_steps=64 -> one rollout).
@@ -27,7 +29,8 @@ TINY = ["env=cartpole", "population.size=2", "env.num_envs=2", "algo.rollout_ste
 STEPS_PER_GENERATION = 128
 METRICS_COLUMNS = ["generation", "member", "parent", "mutation", "env_steps", "eval_steps", "confirm_steps",
                    "wall_time", "eval_time", "fitness", "screen_score", "confirmed_score", "confirmed_se", "best_score", "best_se",
-                   "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS]
+                   "train_return", "hidden_sizes", "activation", "rnn_hidden", *MUTABLE_HPS,
+                   "hidden_units", "train_steps_per_s", *DIAGNOSTICS]
 
 
 def cli_env() -> dict:
@@ -90,6 +93,9 @@ def test_train_writes_run_directory(trained_run):
     confirmed = [r for r in rows if r["confirmed_score"]]
     assert confirmed and confirmed[0]["generation"] == "0"  # the first candidate always passes its screen
     assert {r["mutation"] for r in rows if r["generation"] == "0"} == {"init"}
+    if importlib.util.find_spec("matplotlib"):  # plot.on_finish is on by default
+        assert {p.name for p in trained_run.glob("*.png")} == {"fitness.png", "hyperparameters.png",
+                                                              "architecture.png", "learner.png", "lineage.png"}
 
 
 def test_eval(trained_run, tmp_path):

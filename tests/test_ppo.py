@@ -214,3 +214,28 @@ def test_kl_early_stop_freezes_only_that_member():
     assert (stats.steps < full).all(), "a huge learning rate must trip the KL stop before all steps"
     assert (stats.steps >= 1).all()
     assert torch.isfinite(stats.approx_kl).all() and (stats.approx_kl >= 0).all()
+
+
+def test_update_diagnostics_per_member():
+    """Explained variance against its formula; a generation's diagnostics sum the optimiser steps
+    and average the rest; a member that steps reports a positive gradient norm."""
+    from evorl_cli.ppo import DIAGNOSTICS, UpdateStats, explained_variance
+
+    g = torch.Generator().manual_seed(0)
+    returns = torch.randn(6, 2, 3, generator=g)
+    values = torch.stack([returns[:, 0], torch.zeros_like(returns[:, 1])], dim=1)
+    values[:, 0] += 0.5 * torch.randn(6, 3, generator=g)
+    r0 = returns[:, 0].flatten()
+    want0 = 1 - (r0 - values[:, 0].flatten()).var() / r0.var()
+    torch.testing.assert_close(explained_variance(values, returns), torch.stack([want0, torch.tensor(0.0)]))
+
+    pop = varied_population(DISCRETE, widths=([32], [16]), activations=("tanh", "relu"))
+    ro = _rollout(pop, steps=8, envs=4, seed=1)
+    stats = ppo_update(pop, ro, PPOConfig(), torch.Generator().manual_seed(0))
+    once = stats.as_dict()
+    assert list(once) == list(DIAGNOSTICS) and all(v.shape == (2,) for v in once.values())
+    assert (once["grad_norm"] > 0).all() and (once["entropy"] > 0).all()
+    assert ((once["clip_fraction"] >= 0) & (once["clip_fraction"] <= 1)).all()
+    twice = UpdateStats.combine([stats, stats])
+    np.testing.assert_array_equal(twice["optimizer_steps"], 2 * once["optimizer_steps"])
+    np.testing.assert_allclose(twice["value_loss"], once["value_loss"])

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evorl_cli.ppo_loss import Coefficients, Minibatch, ppo_objective
+from evorl_cli.ppo_loss import APPROX_KL, Coefficients, Minibatch, ppo_objective
 
 
 def _plain_objective(head, value, log_std, batch: Minibatch, coef: Coefficients):
@@ -62,7 +62,8 @@ def test_objective_and_gradient_match_autograd(continuous, clip_vloss, masked):
     member_weight = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)  # as the active mask scales them
     inputs = [head, value] + ([log_std] if continuous else [])
 
-    loss, kl = ppo_objective(head, value, log_std, batch, coef)
+    loss, terms = ppo_objective(head, value, log_std, batch, coef)
+    kl = terms[:, APPROX_KL]
     grads = torch.autograd.grad((loss * member_weight).sum(), inputs)
     want_loss, want_kl = _plain_objective(head, value, log_std, batch, coef)
     want_grads = torch.autograd.grad((want_loss * member_weight).sum(), inputs)
@@ -88,3 +89,34 @@ def test_clipped_samples_pass_no_policy_gradient():
     (grad,) = torch.autograd.grad(loss.sum(), [head])
     assert torch.equal(grad[0, 0], torch.zeros(2))
     assert (grad[0, 1] != 0).all()
+
+
+def test_diagnostics_of_a_hand_made_minibatch_equal_hand_computed_values():
+    """Two equally likely actions (logp = log 1/2) and old log-probabilities that make the ratios
+    2, 1, 1/2 and 1.1: with clip 0.2 two of four leave the clip range, and the approximate KL is
+    the mean of (r - 1) - log r, written out here by hand."""
+    from evorl_cli.ppo_loss import TERMS
+
+    head = torch.zeros(1, 4, 2, dtype=torch.float64, requires_grad=True)
+    ratios = torch.tensor([[2.0, 1.0, 0.5, 1.1]], dtype=torch.float64)
+    old_logp = math.log(0.5) - ratios.log()
+    batch = Minibatch(torch.zeros(1, 4, dtype=torch.long), old_logp, torch.ones(1, 4, dtype=torch.float64),
+                      torch.tensor([[1.0, 2.0, 0.0, 0.0]], dtype=torch.float64), None, None)
+    coef = Coefficients(torch.full((1, 1), 0.2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+                        torch.ones(1, dtype=torch.float64))
+    value = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+    _, terms = ppo_objective(head, value, None, batch, coef)
+    got = dict(zip(TERMS, terms[0].tolist()))
+    kl = ((2 - 1 - math.log(2)) + 0.0 + (0.5 - 1 - math.log(0.5)) + (1.1 - 1 - math.log(1.1))) / 4
+    assert got["clip_fraction"] == pytest.approx(0.5)
+    assert got["approx_kl"] == pytest.approx(kl)
+    assert got["policy_loss"] == pytest.approx((-1.2 - 1.0 - 0.5 - 1.1) / 4)  # max(-A r, -A clip(r)), A = 1
+    assert got["value_loss"] == pytest.approx(0.5 * (1 + 4) / 4)
+    assert got["entropy"] == pytest.approx(math.log(2))
+
+    # With sample weights only the weighted samples count: the first and the last, half each.
+    batch.sample_weight = torch.tensor([[0.5, 0.0, 0.0, 0.5]], dtype=torch.float64)
+    _, terms = ppo_objective(head, value, None, batch, coef)
+    got = dict(zip(TERMS, terms[0].tolist()))
+    assert got["clip_fraction"] == pytest.approx(0.5)
+    assert got["approx_kl"] == pytest.approx(((1 - math.log(2)) + (0.1 - math.log(1.1))) / 2)
