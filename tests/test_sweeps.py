@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from evorl_cli import sweeps
-from evorl_cli.report import MetricsWriter
+from evorl_cli.records.csv_logger import CsvLogger
 from test_cli import CLI, TINY, cli_env, evorl, metrics_rows, ok
 
 TESTS = Path(__file__).parent
@@ -194,7 +194,7 @@ def write_run(path: Path, overrides: list[str], state: str, target: float | None
     (path / "status.json").write_text(json.dumps({"state": state, "target": target, "error": error, "pid": pid,
                                                   "host": socket.gethostname()}))
     with open(path / "metrics.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, MetricsWriter.FIELDS, restval="")
+        writer = csv.DictWriter(fh, CsvLogger.FIELDS, restval="")
         writer.writeheader()
         for g, (env, ev, conf, wall, best, se) in enumerate(generations):
             for member in range(2):
