@@ -320,6 +320,20 @@ class EnvBatch:
         raise EnvFault(f"env.id={self.env_id} returned {article} {what} holding {bad} from sub-env {sub} "
                        f"{self._where(call)}: fix the env (or its env.kwargs) so that it stays finite")
 
+    @property
+    def saves_state(self) -> bool:
+        """Whether the backend's state can be saved and restored (our batched NumPy envs); the
+        state of Gymnasium's vector envs (Box2D, MuJoCo, Atari...) and of EnvPool cannot."""
+        return hasattr(self.env, "save_state")
+
+    def save_state(self) -> tuple[dict, dict[str, np.ndarray]] | None:
+        """(JSON-ready dict, arrays) that `load_state` continues from exactly; None if the backend
+        cannot save its state (see `saves_state`)."""
+        return self.env.save_state() if self.saves_state else None
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.env.load_state(meta, arrays)
+
     def render(self) -> np.ndarray:
         """The first sub-env's frame (render_mode="rgb_array")."""
         return self.env.call("render")[0]

@@ -255,6 +255,28 @@ class BatchedClassicControlEnv(VectorEnv):
         info = {"final_obs": final_obs, "_final_obs": done, "final_info": {}, "_final_info": done}
         return obs, reward, terminated, truncated, info
 
+    def save_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything a step depends on, as (JSON-ready dict, arrays): the state, the step counts
+        and each sub-env's generator. `load_state` of it continues the envs exactly."""
+        if self._needs_reset:
+            raise RuntimeError(f"{type(self).__name__}: nothing to save before the first reset()")
+        rngs = [rng.bit_generator.state for rng in self._rngs]
+        return {"rngs": rngs, "seeds": list(self._seeds)}, {"state": self._state.copy(), "steps": self._steps.copy()}
+
+    def load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Continue from what `save_state` returned (same env, same number of sub-envs)."""
+        if len(meta["rngs"]) != self.num_envs or arrays["state"].shape != self._state.shape:
+            raise ValueError(f"{type(self).__name__}: saved state is for another number of sub-envs")
+        self._state[...] = arrays["state"]  # in place: a subclass may hold views of it
+        self._steps[...] = arrays["steps"]
+        self._seeds = list(meta["seeds"])
+        self._rngs = []
+        for saved in meta["rngs"]:
+            rng, _ = seeding.np_random(0)
+            rng.bit_generator.state = saved
+            self._rngs.append(rng)
+        self._needs_reset = False
+
     def render(self) -> None:
         """Not supported: these envs have no renderer."""
         raise NotImplementedError(f"{type(self).__name__} does not render")
