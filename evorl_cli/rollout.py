@@ -126,20 +126,20 @@ class RolloutCollector:
             self.state = torch.where(kept, self.state, torch.zeros((), device=self.device))
 
     def save_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        """What a resumed run needs to continue the training envs exactly: the envs' own state
-        (None where the backend cannot save it), the current observation, episode starts, the
-        partial returns of running episodes and the recurrent state."""
+        """What a resumed run needs to continue the training envs exactly: the envs' own state, the
+        current observation, episode starts, the partial returns of running episodes and the
+        recurrent state; only `{"env": None}` where the backend cannot save its state."""
         env = self.env.save_state()
+        if env is None:  # the rest is of no use without the envs it belongs to
+            return {"env": None}, {}
         tensors = {"collector.obs": torch.from_numpy(np.ascontiguousarray(self.obs)),
                    "collector.starts": torch.from_numpy(self.starts.astype(np.uint8)),
                    "collector.running": torch.from_numpy(self.episodes.running.copy()),
                    "collector.discounted": self.discounted.cpu()}
         if self.state is not None:
             tensors["collector.state"] = self.state.cpu()
-        meta = {"env": None, "recurrent": self.state is not None}
-        if env is not None:
-            meta["env"] = env[0]
-            tensors.update({f"collector.env.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in env[1].items()})
+        meta = {"env": env[0], "recurrent": self.state is not None}
+        tensors.update({f"collector.env.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in env[1].items()})
         return meta, {k: v.contiguous() for k, v in tensors.items()}
 
     def load_state(self, meta: dict | None, tensors: dict[str, torch.Tensor]) -> bool:

@@ -190,9 +190,10 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     # Training envs are reset once, when the run starts, and carry on across generations.
     if resume is None or not collector.load_state(resume.meta.get("collector"), resume.tensors):
         if resume is not None:
-            console.print(f"[yellow]resumed: the training envs ({env.backend_name}) cannot save their state, "
-                          "so they start fresh episodes; the run continues, but not step for step "
-                          "as an uninterrupted one would[/]")
+            why = (f"the training envs ({env.backend_name}) cannot save their state" if "collector" in resume.meta
+                   else "the checkpoint predates saved training envs")
+            console.print(f"[yellow]resumed: {why}, so they start fresh episodes; the run continues, but not "
+                          "step for step as an uninterrupted one would[/]")
         collector.reset(episode_seeds(Purpose.TRAINING, config.seed, state.generation, size * num_envs))
     mutator = Mutator.for_run(config, gens.rng, gens.init)
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
