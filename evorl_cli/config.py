@@ -35,6 +35,7 @@ class EnvConfig:
     target: Optional[float] = None  # stop when the best member's fitness reaches it; None: spec's threshold
     max_episode_steps: Optional[int] = None  # None: the registered limit
     backend: str = "auto"  # auto (batched NumPy where we have it) | numpy | gymnasium | envpool (optional extra)
+    vector: str = "sync"  # Gymnasium's vector env for envs we do not batch: sync (one process) | async (one per sub-env)
     kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     mask_indices: List[int] = field(default_factory=list)  # observation entries zeroed (partial observability)
     channels_last: bool = False  # image observations arrive as [H, W, C]: move channels first
@@ -333,6 +334,7 @@ def validate(c: TrainConfig) -> None:
     _require(c.env.num_envs >= 1, f"env.num_envs={c.env.num_envs}: must be at least 1")
     _require(c.env.backend in ("auto", "numpy", "gymnasium", "envpool"),
              f"env.backend={c.env.backend}: use auto, numpy, gymnasium or envpool")
+    _require(c.env.vector in ("sync", "async"), f"env.vector={c.env.vector}: use sync or async")
     _require(a.rollout_steps >= 1, f"algo.rollout_steps={a.rollout_steps}: must be at least 1")
     _require(a.bptt in ("chunked", "overlap", "whole"), f"algo.bptt={a.bptt}: use chunked, overlap or whole")
     if n.recurrent and a.bptt != "whole":

@@ -104,14 +104,57 @@ class RolloutCollector:
         self.starts = np.ones(size * num_envs, dtype=bool)
         self.state: torch.Tensor | None = None
 
-    def reset(self, seed: int) -> None:
-        """Start fresh episodes in every sub-env (done at each generation start, so a generation
-        boundary holds no half-finished episode and a resumed run continues exactly)."""
+    def reset(self, seed: int | list[int]) -> None:
+        """Start fresh episodes in every sub-env. Done once when a run starts: training envs then
+        carry on across generations, so episodes longer than a generation are sampled whole (and
+        again on resume where the backend's state could not be saved)."""
         self.obs = self.env.reset(seed)
         self.episodes.reset_running()
         self.starts = np.ones(self.size * self.num_envs, dtype=bool)
         self.state = None
         self.discounted = torch.zeros(self.size, self.num_envs, device=self.device)
+
+    def hand_over(self, keep: np.ndarray) -> None:
+        """After selection, slot p's envs carry on under the member now in slot p (whatever its
+        parent), mid-episode: every backend can do that, while moving env state along with a member
+        could only be done by the batched NumPy envs. Slot p's recurrent state is kept where
+        `keep[p]` (the same, unmutated network plays on: the elite in its own slot) and zeroed
+        elsewhere, because it was computed by another network's weights and means nothing to the
+        new one; the new member then reads the rest of the episode from a fresh state."""
+        if self.state is not None:
+            kept = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.device).view(-1, 1, 1)
+            self.state = torch.where(kept, self.state, torch.zeros((), device=self.device))
+
+    def save_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """What a resumed run needs to continue the training envs exactly: the envs' own state, the
+        current observation, episode starts, the partial returns of running episodes and the
+        recurrent state; only `{"env": None}` where the backend cannot save its state."""
+        env = self.env.save_state()
+        if env is None:  # the rest is of no use without the envs it belongs to
+            return {"env": None}, {}
+        tensors = {"collector.obs": torch.from_numpy(np.ascontiguousarray(self.obs)),
+                   "collector.starts": torch.from_numpy(self.starts.astype(np.uint8)),
+                   "collector.running": torch.from_numpy(self.episodes.running.copy()),
+                   "collector.discounted": self.discounted.cpu()}
+        if self.state is not None:
+            tensors["collector.state"] = self.state.cpu()
+        meta = {"env": env[0], "recurrent": self.state is not None}
+        tensors.update({f"collector.env.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in env[1].items()})
+        return meta, {k: v.contiguous() for k, v in tensors.items()}
+
+    def load_state(self, meta: dict | None, tensors: dict[str, torch.Tensor]) -> bool:
+        """Continue from `save_state`; False (nothing changed) where the saved run's envs could not
+        be saved or the checkpoint predates continuing envs: the caller then resets them."""
+        if meta is None or meta["env"] is None or not self.env.saves_state:
+            return False
+        prefix = "collector.env."
+        self.env.load_state(meta["env"], {k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)})
+        self.obs = tensors["collector.obs"].numpy().copy()
+        self.starts = tensors["collector.starts"].numpy().astype(bool)
+        self.episodes.running = tensors["collector.running"].numpy().copy()
+        self.discounted = tensors["collector.discounted"].to(self.device)
+        self.state = tensors["collector.state"].to(self.device) if meta["recurrent"] else None
+        return True
 
     def _to_members(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device).view(self.size, self.num_envs, *array.shape[1:])
@@ -137,6 +180,7 @@ class RolloutCollector:
             if buf.states is None or buf.states.shape != shape:  # the state grows with the members
                 buf.states = torch.zeros(shape, device=self.device)
             if self.state is None or self.state.shape[-1] != pop.net.state_size:
+                # first rollout, or a mutation changed the state's size: every slot starts afresh
                 self.state = pop.initial_state(self.num_envs)
         buf.bootstrap.zero_()
         normalize = pop.obs_norm.enabled

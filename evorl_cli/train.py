@@ -129,14 +129,16 @@ class Generators:
             return False
 
 
-def _save_run(path: Path, pop: Population, state: RunState, config: dict, gens: Generators) -> None:
+def _save_run(path: Path, pop: Population, state: RunState, config: dict, gens: Generators,
+              collector: RolloutCollector) -> None:
     tensors, meta = ckpt.population_payload(pop)
     rng_meta, rng_tensors = gens.state()
+    envs_meta, envs_tensors = collector.save_state()
     for p, member in enumerate(meta["members"]):
         member["fitness_history"] = state.history[p]
-    ckpt.save(path, {**tensors, **rng_tensors},
+    ckpt.save(path, {**tensors, **rng_tensors, **envs_tensors},
               {**meta, "kind": "population", "config": config,
-               "state": asdict(state), "rng": rng_meta})
+               "state": asdict(state), "rng": rng_meta, "collector": envs_meta})
 
 
 def _save_best(path: Path, pop: Population, confirmation: Confirmation, state: RunState, config: dict) -> None:
@@ -186,6 +188,14 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                           "stream, so this run will not match an uninterrupted one step for step[/]")
 
     collector = RolloutCollector(env, size, num_envs, config.algo.rollout_steps, device)
+    # Training envs are reset once, when the run starts, and carry on across generations.
+    if resume is None or not collector.load_state(resume.meta.get("collector"), resume.tensors):
+        if resume is not None:
+            why = (f"the training envs ({env.backend_name}) cannot save their state" if "collector" in resume.meta
+                   else "the checkpoint predates saved training envs")
+            console.print(f"[yellow]resumed: {why}, so they start fresh episodes; the run continues, but not "
+                          "step for step as an uninterrupted one would[/]")
+        collector.reset(episode_seeds(Purpose.TRAINING, config.seed, state.generation, size * num_envs))
     mutator = Mutator.for_run(config, gens.rng, gens.init)
     steps_per_rollout = size * num_envs * config.algo.rollout_steps
     rollouts_per_generation = math.ceil(evo.evo_steps / (num_envs * config.algo.rollout_steps))
@@ -193,7 +203,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     recorded = OmegaConf.to_container(OmegaConf.structured(config))  # once: it costs ~40 ms a time
     actions = "deterministic" if evo.deterministic else "sampled"
     if resume is None:  # so that even an interrupt during the first generation can be resumed
-        _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens)
+        _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens, collector)
 
     logging_ctx = LoggerContext(config, run_dir, console, state.generation, state.env_steps)
     with _progress(config.progress, console) as progress, Loggers.for_run(logging_ctx) as loggers:
@@ -202,8 +212,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
         while state.env_steps < config.max_steps and not state.reached_target:
             started, steps_before, updates = time.perf_counter(), state.env_steps, []
 
-            # 1. PPO on fresh episodes: every member learns from its own envs, all in one batch.
-            collector.reset(episode_seeds(Purpose.TRAINING, config.seed, state.generation, size * num_envs))
+            # 1. PPO: every member learns from its own envs, all in one batch; the envs carry on
+            #    from where the last generation left them.
             collector.episodes.clear()
             remaining = math.ceil((config.max_steps - state.env_steps) / steps_per_rollout)
             for _ in range(min(rollouts_per_generation, remaining)):  # the budget may cut the last one short
@@ -261,15 +271,18 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                                         pop.arch.num_weights(pop.net.tower.features))  # ties: the smaller net
             pop.gather(parents)
             state.history = [list(state.history[i]) for i in parents]
-            state.mutations = mutator.mutate(pop, protected={0} if evo.elitism else set())
+            protected = {0} if evo.elitism else set()
+            state.mutations = mutator.mutate(pop, protected=protected)
+            collector.hand_over([parents[p] == p and p in protected for p in range(size)])
             state.parents = parents.tolist()
             state.generation += 1
 
             # 5. Checkpoint the population as the next generation starts from it.
             state.wall_time += time.perf_counter() - started
-            _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens)
+            _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens, collector)
             if config.checkpoint.keep and state.generation % config.checkpoint.keep == 0:
-                _save_run(checkpoints / f"gen_{state.generation:04d}{ckpt.SUFFIX}", pop, state, recorded, gens)
+                _save_run(checkpoints / f"gen_{state.generation:04d}{ckpt.SUFFIX}", pop, state, recorded, gens,
+                          collector)
             progress.update(task, gen=state.generation, best=_best_text(state))
 
     best = state.best_confirmation

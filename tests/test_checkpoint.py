@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import io
 import json
 import os
 import pathlib
@@ -459,7 +460,9 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch, failure):
 # --- resume equivalence ---------------------------------------------------------------------------
 
 # evo_steps=128 -> 2 rollouts of 128 env steps per generation = 256 env steps per generation.
-RESUME_CFG = tiny(evolution={"evo_steps": 128})
+# The batched NumPy CartPole: its state is saved, so the training envs resume mid-episode exactly.
+RESUME_CFG = tiny(evolution={"evo_steps": 128}, env={"backend": "numpy"})
+GRU_NET = {"name": "gru", "recurrent": "gru", "hidden_size": 8, "hidden_sizes": [16]}
 
 
 def _rows_without_wall_time(path: Path) -> list[dict]:
@@ -470,12 +473,16 @@ def _rows_without_wall_time(path: Path) -> list[dict]:
     return rows
 
 
-def test_resume_is_equivalent_to_running_straight_through(tmp_path):
+@pytest.mark.parametrize("net", [None, GRU_NET], ids=["mlp", "gru"])
+def test_resume_is_equivalent_to_running_straight_through(tmp_path, net):
+    """Training envs carry on across generations (mid-episode at every boundary, with recurrent
+    state): the checkpoint holds them, so a resumed run equals an uninterrupted one."""
+    cfg = RESUME_CFG if net is None else {**RESUME_CFG, "net": net}
     run_a, run_b = tmp_path / "a", tmp_path / "b"
-    result_a = train(build_train_config({**RESUME_CFG, "max_steps": 1024}), run_a, quiet())
+    result_a = train(build_train_config({**cfg, "max_steps": 1024}), run_a, quiet())
     assert result_a.generations == 4 and result_a.env_steps == 1024
 
-    result_b1 = train(build_train_config({**RESUME_CFG, "max_steps": 512}), run_b, quiet())
+    result_b1 = train(build_train_config({**cfg, "max_steps": 512}), run_b, quiet())
     assert result_b1.generations == 2 and result_b1.env_steps == 512
     ckpt = checkpoint.load(run_b, prefer="latest")
     assert ckpt.meta["state"]["generation"] == 2
@@ -505,6 +512,19 @@ def test_resume_is_equivalent_to_running_straight_through(tmp_path):
     rows_b = _rows_without_wall_time(run_b / "metrics.csv")
     assert len(rows_a) == 4 * 2
     assert rows_a == rows_b
+
+
+def test_resume_with_envs_that_cannot_save_their_state_says_so(tmp_path):
+    """Gymnasium's vector envs (Box2D, MuJoCo, Atari...) cannot be saved: a resumed run restarts
+    their episodes and prints that it will not match an uninterrupted run step for step."""
+    run = tmp_path / "run"
+    cfg = tiny(evolution={"evo_steps": 128})  # backend=gymnasium
+    train(build_train_config({**cfg, "max_steps": 256}), run, quiet())
+    ckpt = checkpoint.load(run, prefer="latest")
+    assert ckpt.meta["collector"]["env"] is None
+    console = Console(record=True, width=200, file=io.StringIO())
+    train(resumed_config(ckpt.meta["config"], ["max_steps=512"]), run, console, resume=ckpt)
+    assert "cannot save their state, so they start fresh episodes" in console.export_text()
 
 
 def test_resume_rejects_changes_that_make_another_run(trained_run):

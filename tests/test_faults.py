@@ -119,11 +119,12 @@ def test_an_interrupt_during_a_checkpoint_write_keeps_the_previous_one(tmp_path,
     """Ctrl-C (or SIGTERM, which evorl turns into the same) after the temp file is complete but
     before the rename: the last complete checkpoint stays, no temp file is left, and it resumes to
     the very state an uninterrupted run reaches."""
-    straight = train(build_train_config(TINY), tmp_path / "straight", quiet())
+    cfg = {**TINY, "env": {**TINY["env"], "backend": "numpy"}}  # its envs' state is saved: resume is exact
+    straight = train(build_train_config(cfg), tmp_path / "straight", quiet())
     run = tmp_path / "run"
     fail_on_latest_write(monkeypatch, "replace", KeyboardInterrupt(), write=3)
     with pytest.raises(KeyboardInterrupt):
-        train(build_train_config(TINY), run, quiet())
+        train(build_train_config(cfg), run, quiet())
     monkeypatch.undo()
     assert temp_files(run) == []
     kept = checkpoint.load(run, prefer="latest")
@@ -146,13 +147,15 @@ def faulty(mode: str, fail_at: int) -> dict:
 
 
 # Each training sub-env breaks at its 40th step (generation 1: 32 steps a generation), when the
-# 4 training sub-envs have played 39 steps each; or at its 3rd reset (generation 1's first).
+# 4 training sub-envs have played 39 steps each. Envs carry on across generations and episodes
+# last 20 steps, so the 40th step also ends an episode: the 3rd reset is that step's autoreset, and
+# a NaN observation there is the episode's final one.
 ENV_FAULTS = {
     "raise": (40, "env.id=Faulty-v0 raised ValueError in step() after 156 training env steps: "
                   "simulated failure at step 40"),
-    "raise_reset": (3, "env.id=Faulty-v0 raised RuntimeError in reset() after 128 training env steps: "
+    "raise_reset": (3, "env.id=Faulty-v0 raised RuntimeError in step() after 156 training env steps: "
                        "simulated failure in reset number 3"),
-    "nan_obs": (40, "env.id=Faulty-v0 returned an observation holding nan from sub-env 0 in step() after 156 "
+    "nan_obs": (40, "env.id=Faulty-v0 returned a final observation holding nan from sub-env 0 in step() after 156 "
                     "training env steps: fix the env (or its env.kwargs) so that it stays finite"),
     "nan_reward": (40, "env.id=Faulty-v0 returned a reward holding nan from sub-env 0 in step() after 156 "
                        "training env steps: fix the env (or its env.kwargs) so that it stays finite"),

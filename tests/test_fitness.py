@@ -90,9 +90,10 @@ def test_selection_and_confirmation_episodes_use_disjoint_seeds(tmp_path):
     seeds = [s for s in NoiseReturnEnv.reset_seeds if s is not None]
     blocks = {purpose: {s for s in seeds if s // SEED_BLOCK == purpose} for purpose in Purpose}
     assert set().union(*blocks.values()) == set(seeds)
-    # 3 generations: training 4 members x 2 envs, selection 4 x 3 episodes (the same 3 starts for
-    # every member), screens of 100 fresh episodes, and 100 more for each screen that passed.
-    assert len(blocks[Purpose.TRAINING]) == 3 * 8
+    # 3 generations: training 4 members x 2 envs, seeded once (they carry on across generations),
+    # selection 4 x 3 episodes (the same 3 starts for every member), screens of 100 fresh episodes,
+    # and 100 more for each screen that passed.
+    assert len(blocks[Purpose.TRAINING]) == 8
     assert len(blocks[Purpose.SELECTION]) == 3 * 3
     assert len(blocks[Purpose.CONFIRMATION]) >= 100 and len(blocks[Purpose.CONFIRMATION]) % 100 == 0
     assert len(blocks[Purpose.REMEASURE]) >= 100 and len(blocks[Purpose.REMEASURE]) % 100 == 0

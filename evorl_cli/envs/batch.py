@@ -41,9 +41,9 @@ OPTIONAL_FAMILIES = (
 )
 
 
-def missing_dependency(env_id: str) -> str:
+def missing_dependency(env_id: str, wrapper_message: str = "") -> str:
     """The one line for an env whose optional dependency is not installed, naming our extra
-    (Gymnasium's own hint names its extras, not ours)."""
+    (Gymnasium's own hint names its extras, not ours); `wrapper_message`: what a wrapper said instead."""
     entry = ""
     if env_id.startswith("ALE/"):
         entry = "ale_py"
@@ -51,7 +51,11 @@ def missing_dependency(env_id: str) -> str:
         entry = str(gym.spec(env_id).entry_point)
     for prefix, what, extra in OPTIONAL_FAMILIES:
         if entry.startswith(prefix):
+            if wrapper_message:  # the env is there, a wrapper's package (the same extra installs it) is not
+                return f'env.id={env_id}: a wrapper needs a package: pip install "evorl-cli[{extra}]" ({wrapper_message})'
             return f'env.id={env_id} needs {what}: pip install "evorl-cli[{extra}]"'
+    if wrapper_message:
+        return f"env.id={env_id}: a wrapper needs a package that is not installed ({wrapper_message})"
     return f"env.id={env_id}: a package it needs is not installed"
 
 
@@ -222,13 +226,16 @@ class EnvBatch:
     @staticmethod
     def _make_vector_env(cfg: EnvConfig, num_envs: int, render_mode: str | None) -> gym.vector.VectorEnv:
         if cfg.backend == "envpool":
-            from evorl_cli.envs.envpool_env import EnvPoolVectorEnv
+            from evorl_cli.envs.envpool_env import EnvPoolVectorEnv, atari_preprocessing_kwargs
 
-            if cfg.wrappers:
-                raise EvorlError("env.wrappers: Gymnasium wrappers cannot wrap an EnvPool pool; use "
-                                 "env.backend=gymnasium, or EnvPool's own options through env.kwargs")
+            kwargs = dict(cfg.kwargs)
+            if cfg.wrappers:  # the Atari presets' preprocessing is built into EnvPool's Atari tasks
+                kwargs = atari_preprocessing_kwargs(cfg.id, list(cfg.wrappers), kwargs)
+                if kwargs is None:
+                    raise EvorlError("env.wrappers: Gymnasium wrappers cannot wrap an EnvPool pool; use "
+                                     "env.backend=gymnasium, or EnvPool's own options through env.kwargs")
             return EnvPoolVectorEnv(cfg.id, num_envs, max_episode_steps=cfg.max_episode_steps,
-                                    kwargs=dict(cfg.kwargs), render_mode=render_mode)
+                                    kwargs=kwargs, render_mode=render_mode)
         # The batched envs do not render, so watching an episode always takes Gymnasium's env.
         if cfg.backend in ("numpy", "auto") and render_mode is None:
             env = EnvBatch._batched_env(cfg, num_envs)
@@ -248,12 +255,21 @@ class EnvBatch:
 
         try:
             mode = AutoresetMode.SAME_STEP if render_mode is None else AutoresetMode.DISABLED
+            # async: each sub-env steps in its own process, which pays where a step costs more than
+            # the hand-over (Box2D, MuJoCo); watching an episode always takes one process.
+            if cfg.vector == "async" and render_mode is None and num_envs > 1:
+                return gym.vector.AsyncVectorEnv([make_one for _ in range(num_envs)], autoreset_mode=mode)
             return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)], autoreset_mode=mode)
         except EvorlError:
             raise
         except gym.error.DependencyNotInstalled:
             raise EvorlError(missing_dependency(cfg.id)) from None
         except Exception as exc:  # gymnasium raises many types for a bad id, kwargs or missing extra
+            cause: BaseException | None = exc
+            while cause is not None:  # Hydra wraps what a wrapper raised, e.g. AtariPreprocessing's
+                if isinstance(cause, gym.error.DependencyNotInstalled):  # missing opencv
+                    raise EvorlError(missing_dependency(cfg.id, " ".join(str(cause).split()))) from None
+                cause = cause.__cause__ or cause.__context__
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EvorlError(f"env.id={cfg.id}: could not create the environment: {reason}") from None
 
@@ -319,6 +335,20 @@ class EnvBatch:
         article = "an" if what[0] in "aeiou" else "a"
         raise EnvFault(f"env.id={self.env_id} returned {article} {what} holding {bad} from sub-env {sub} "
                        f"{self._where(call)}: fix the env (or its env.kwargs) so that it stays finite")
+
+    @property
+    def saves_state(self) -> bool:
+        """Whether the backend's state can be saved and restored (our batched NumPy envs); the
+        state of Gymnasium's vector envs (Box2D, MuJoCo, Atari...) and of EnvPool cannot."""
+        return hasattr(self.env, "save_state")
+
+    def save_state(self) -> tuple[dict, dict[str, np.ndarray]] | None:
+        """(JSON-ready dict, arrays) that `load_state` continues from exactly; None if the backend
+        cannot save its state (see `saves_state`)."""
+        return self.env.save_state() if self.saves_state else None
+
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.env.load_state(meta, arrays)
 
     def render(self) -> np.ndarray:
         """The first sub-env's frame (render_mode="rgb_array")."""

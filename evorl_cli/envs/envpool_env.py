@@ -75,6 +75,38 @@ def envpool_task_id(env_id: str) -> str:
                      f"print(envpool.list_all_envs())' lists its {len(known)} ids")
 
 
+ATARI_PREPROCESSING = "gymnasium.wrappers.AtariPreprocessing"
+FRAME_STACK = "gymnasium.wrappers.FrameStackObservation"
+# AtariPreprocessing's options (with Gymnasium's defaults) -> EnvPool's names for the same thing.
+_ATARI_OPTIONS = {"noop_max": ("noop_max", 30), "frame_skip": ("frame_skip", 4),
+                  "screen_size": ("img_height", 84), "terminal_on_life_loss": ("episodic_life", False),
+                  "grayscale_obs": ("gray_scale", True)}
+
+
+def _target(spec: Any) -> str:
+    target = str(spec.get("_target_", "")) if hasattr(spec, "get") else ""
+    return target.replace(".atari_preprocessing.", ".").replace(".stateful_observation.", ".")
+
+
+def atari_preprocessing_kwargs(env_id: str, wrappers: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """EnvPool's options for an Atari task configured for Gymnasium as the Atari presets are
+    (ALE env with `frameskip=1`, then AtariPreprocessing and FrameStackObservation): EnvPool applies
+    the same preprocessing in C++, so those wrappers become its own options (and its fire-reset,
+    which Gymnasium's wrappers do not do, is switched off). None for anything else."""
+    if not env_id.startswith("ALE/") or [_target(w) for w in wrappers] != [ATARI_PREPROCESSING, FRAME_STACK]:
+        return None
+    if set(kwargs) - {"frameskip", "repeat_action_probability"} or kwargs.get("frameskip", 1) != 1:
+        return None
+    preprocessing, stack = (dict(w) for w in wrappers)
+    extra = set(preprocessing) - set(_ATARI_OPTIONS) - {"_target_"}
+    if extra or set(stack) - {"_target_", "stack_size"} or not preprocessing.get("grayscale_obs", True):
+        return None  # options EnvPool has no equivalent for (or colour frames, which it cannot stack)
+    options = {ours: preprocessing.get(theirs, default) for theirs, (ours, default) in _ATARI_OPTIONS.items()}
+    options.update(img_width=options["img_height"], stack_num=int(stack.get("stack_size", 4)), use_fire_reset=False,
+                   repeat_action_probability=float(kwargs.get("repeat_action_probability", 0.25)))
+    return options
+
+
 def _seed_list(seed: int | Sequence[int], num_envs: int) -> list[int]:
     if isinstance(seed, (int, np.integer)):
         return [(int(seed) + i) % SEED_MODULUS for i in range(num_envs)]
