@@ -206,9 +206,10 @@ def test_a_missing_optional_dependency_names_our_extra(monkeypatch, env_id, modu
 
     from evorl_cli.cli import preflight
 
-    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
     for name in [n for n in sys.modules if n == importers or n.startswith(importers + ".")]:
         monkeypatch.delitem(sys.modules, name)  # so Gymnasium's env modules import it afresh
+    # After the loop: for ale_py the module is its own importer, and the loop would undo this.
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
     for key in [k for k in gym.registry if k.startswith("ALE/")] if module == "ale_py" else []:
         monkeypatch.delitem(gym.registry, key)  # as before ale_py registered them
     with pytest.raises(EvorlError) as info:
