@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from evorl_cli import sweeps
 from evorl_cli.errors import EvorlError
+from evorl_cli.records import plot_on_finish
 
 log = logging.getLogger(__name__)
 EXIT_JOB_FAILED = 1  # a multirun in which at least one job failed
@@ -96,7 +97,8 @@ def sweep_threads() -> int | None:
 
 class SummarizeSweep(Callback):
     """When a multirun ends: the jobs and seed-aggregate tables on the terminal, summary.csv,
-    summary_seeds.csv and summary.md in the sweep directory; exit code 1 if a job failed. Listed
+    summary_seeds.csv and summary.md in the sweep directory, sweep.png there with `plot.on_finish`;
+    exit code 1 if a job failed. Listed
     first in hydra.callbacks, so that (Hydra ends callbacks in reverse order) it runs last."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -106,7 +108,10 @@ class SummarizeSweep(Callback):
         summary = sweeps.summarize(sweep_dir)
         if not summary.jobs:
             return
-        print_summary(summary, Console())
+        console = Console()
+        print_summary(summary, console)
+        if config.get("plot", {}).get("on_finish", False):
+            plot_on_finish(sweep_dir, console)  # only warns if it fails
         if summary.failed:
             raise SystemExit(EXIT_JOB_FAILED)
 

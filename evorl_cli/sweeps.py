@@ -31,6 +31,9 @@ import numpy as np
 import yaml
 from rich.table import Table
 
+from evorl_cli.records.csv_logger import FILENAME as METRICS_FILE
+from evorl_cli.records.read import read_rows
+
 STATUS_FILE = "status.json"
 BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
 # Overrides that do not make a different setting: a group over seeds ignores them.
@@ -179,11 +182,9 @@ def read_job(run_dir: Path, root: Path) -> Job:
               error, _target(run_dir))
     best = run_dir / BEST_CHECKPOINT
     job.best_checkpoint = best if best.is_file() else None
-    try:
-        with open(run_dir / "metrics.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError:
+    if not (run_dir / METRICS_FILE).is_file():
         return job
+    rows = read_rows(run_dir)
     for row in rows:  # a running job may have left its last row half written: stop there
         try:
             progress = _progress(row)
@@ -200,7 +201,7 @@ def read_job(run_dir: Path, root: Path) -> Job:
 
 
 def _is_run(path: Path) -> bool:
-    return any((path / name).exists() for name in (STATUS_FILE, "metrics.csv", ".hydra/overrides.yaml"))
+    return any((path / name).exists() for name in (STATUS_FILE, METRICS_FILE, ".hydra/overrides.yaml"))
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -43,9 +43,17 @@ def _pyplot():
 class RunTable:
     """A run's records as [G, P] arrays (generation x member slot)."""
 
+    REQUIRED = ("generation", "member", "parent", "mutation", "env_steps", "fitness")
+
     def __init__(self, rows: list[dict]) -> None:
+        missing = [name for name in self.REQUIRED if rows and name not in rows[0]]
+        if missing:
+            raise EvorlError(f"{FILENAME} has no column {', '.join(missing)}: pass a run directory written by "
+                             "`evorl train`")
+        # A running run may have left its last row half written: plot the complete rows.
+        rows = [r for r in rows if all(r.get(name) is not None for name in self.REQUIRED if name != "fitness")]
         if not rows:
-            raise EvorlError("metrics.csv holds no generation yet: plot again after the first one")
+            raise EvorlError(f"{FILENAME} holds no generation yet: plot again after the first one")
         self.rows = rows
         self.generations = np.array(sorted({r["generation"] for r in rows}))
         self.size = max(r["member"] for r in rows) + 1
@@ -219,27 +227,29 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
 
 def plot_sweep(sweep_dir: str | Path) -> list[Path]:
-    """sweep.png: the final confirmed best (± standard error) of every job of a multirun sweep."""
+    """sweep.png: the final confirmed best (± standard error) of every job of a multirun sweep (or of
+    any directory of runs), read as `evorl summarize` reads them; a job labelled by the overrides that
+    set it apart."""
+    from evorl_cli import sweeps  # sweeps reads records through this package: imported when used
+
     plt = _pyplot()
-    sweep_dir = Path(sweep_dir)
-    jobs = sorted(p.parent for p in sweep_dir.glob(f"*/{FILENAME}"))
-    names, best, se = [], [], []
-    for job in jobs:
-        rows = read_rows(job)
-        if rows:
-            confirmed = rows[-1].get("best_score") is not None
-            names.append(job.name if confirmed else f"{job.name} (nothing confirmed)")
-            best.append(rows[-1]["best_score"] if confirmed else np.nan)
-            se.append(0.0 if rows[-1].get("best_se") is None else rows[-1]["best_se"])
+    summary = sweeps.summarize(Path(sweep_dir))
+    jobs = [job for job in summary.jobs if job.generations > 0]
+    if not jobs:
+        raise EvorlError(f"run={sweep_dir}: no job has recorded a generation yet: plot again after the first one")
+    names = [f"{job.name}: {summary.varying(job.overrides)}" + ("" if job.best is not None else " (nothing confirmed)")
+             for job in jobs]
+    best = [np.nan if job.best is None else job.best for job in jobs]
+    se = [job.best_se or 0.0 for job in jobs]
     fig, ax = plt.subplots(figsize=FIGSIZE)
     y = np.arange(len(names))
     ax.barh(y, np.nan_to_num(best), xerr=se, color="#1f77b4", capsize=3)
     ax.set_yticks(y, names, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="confirmed best score (± SE)", title=f"Sweep {sweep_dir.name}: best confirmed score per job")
+    ax.set(xlabel="confirmed best score (± SE)", title=f"Sweep {summary.root.name}: best confirmed score per job")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return [_save(fig, sweep_dir / "sweep.png")]
+    return [_save(fig, summary.root / "sweep.png")]
 
 
 def plot(path: str | Path) -> list[Path]:
@@ -256,16 +266,17 @@ def plot(path: str | Path) -> list[Path]:
                      "written by `evorl train` or a multirun sweep directory")
 
 
-def plot_on_finish(run_dir: Path, console: Console) -> None:
-    """The end of a run (`plot.on_finish`): write its plots; any failure is a warning, never the
-    run's failure (its records and checkpoints are already safe)."""
+def plot_on_finish(path: Path, console: Console) -> None:
+    """The end of a run or of a multirun (`plot.on_finish`): write the run's or the sweep's plots;
+    any failure is a warning, never the run's or the sweep's failure (its records and checkpoints
+    are already safe)."""
     try:
-        written = plot_run(run_dir)
+        written = plot(path)
     except EvorlError as exc:
-        console.print(f"[yellow]plots skipped: {escape(str(exc))}[/]", highlight=False)
+        console.print(f"[yellow]plots skipped: {escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         return
     except Exception as exc:  # a plotting bug must not lose a finished run
         console.print(f"[yellow]plots failed ({escape(type(exc).__name__)}: {escape(str(exc))}); "
-                      f"try again with: evorl plot run={run_dir}[/]", highlight=False)
+                      f"try again with: evorl plot run={path}[/]", highlight=False, soft_wrap=True)
         return
-    console.print(f"plots: {', '.join(p.name for p in written)} in {run_dir}", highlight=False)
+    console.print(f"plots: {', '.join(p.name for p in written)} in {path}", highlight=False, soft_wrap=True)
