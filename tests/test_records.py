@@ -179,6 +179,8 @@ def test_lineage_matches_metrics_csv_and_the_runs_own_fitness_history(run):
 @pytest.mark.parametrize("note,kind", [("elite", "elite"), ("init", "init"), ("none", "none"),
                                        ("params sd=0.1", "parameters"), ("nodes L0 64->80", "architecture"),
                                        ("layer +1 (3 layers)", "architecture"), ("hidden 32->48", "architecture"),
+                                       ("layer -1 (1 layers)", "architecture"), ("nodes L1 64->48", "architecture"),
+                                       ("none (at min width)", "none"),
                                        ("activation tanh->relu", "activation"), ("lr 0.001->0.0012", "rl_hp"),
                                        ("none; diverged (NaN), replaced by a copy of 0", "none")])
 def test_mutation_kinds(note, kind):
