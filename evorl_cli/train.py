@@ -268,7 +268,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             # 4. Evolve: tournament with elitism picks parents (ties: the smaller network), then each
             #    non-elite child mutates.
             parents = tournament_select(fitness, evo.tournament_size, evo.elitism, gens.rng,
-                                        pop.arch.num_weights(pop.net.tower.features))  # ties: the smaller net
+                                        pop.arch.num_weights(pop.net.tower.features))
             pop.gather(parents)
             state.history = [list(state.history[i]) for i in parents]
             protected = {0} if evo.elitism else set()

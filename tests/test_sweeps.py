@@ -64,7 +64,7 @@ def test_a_sweep_summarises_itself(tmp_path):
     markdown = (sweep / "summary.md").read_text()
     assert "## Runs" in markdown and "## Over seeds" in markdown and "| 0 | seed=0 |" in markdown
     assert "over seeds" in proc.stdout and "confirmed best" in proc.stdout
-    assert (sweep / "sweep.png").stat().st_size > 0 and f"plots: sweep.png in {sweep}" in proc.stdout
+    assert (sweep / "sweep.png").stat().st_size > 0 and "plots: sweep.png" in proc.stdout
 
 
 def test_a_job_that_fails_at_run_time_leaves_the_others_to_finish(tmp_path):

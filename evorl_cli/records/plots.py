@@ -15,6 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from evorl_cli import sweeps
 from evorl_cli.errors import EvorlError
 from evorl_cli.hparams import MUTABLE_HPS
 from evorl_cli.ppo import DIAGNOSTICS
@@ -230,8 +231,6 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     """sweep.png: the final confirmed best (± standard error) of every job of a multirun sweep (or of
     any directory of runs), read as `evorl summarize` reads them; a job labelled by the overrides that
     set it apart."""
-    from evorl_cli import sweeps  # sweeps reads records through this package: imported when used
-
     plt = _pyplot()
     summary = sweeps.summarize(Path(sweep_dir))
     jobs = [job for job in summary.jobs if job.generations > 0]
@@ -273,10 +272,10 @@ def plot_on_finish(path: Path, console: Console) -> None:
     try:
         written = plot(path)
     except EvorlError as exc:
-        console.print(f"[yellow]plots skipped: {escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]plots skipped: {escape(str(exc))}[/]", highlight=False)
         return
     except Exception as exc:  # a plotting bug must not lose a finished run
         console.print(f"[yellow]plots failed ({escape(type(exc).__name__)}: {escape(str(exc))}); "
-                      f"try again with: evorl plot run={path}[/]", highlight=False, soft_wrap=True)
+                      f"try again with: evorl plot run={path}[/]", highlight=False)
         return
-    console.print(f"plots: {', '.join(p.name for p in written)} in {path}", highlight=False, soft_wrap=True)
+    console.print(f"plots: {', '.join(p.name for p in written)} in {path}", highlight=False)
