@@ -224,7 +224,8 @@ def _compose_error(exc: Exception, command: str) -> str:
 
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, option = str(exc.missing_cfg_file).rpartition("/")
-        options = ", ".join(exc.options or [])
+        # Hydra names no options for an entry of a list (logger=[tensorboard,foo]): read the group's folder.
+        options = ", ".join(exc.options or sorted(f.stem for f in (Path(CONF_DIR) / group).glob("*.yaml")))
         hint = " (or set env.id=<any Gymnasium id>)" if group == "env" else ""
         if option in HYDRA_PLUGIN_EXTRAS and group in ("hydra/launcher", "hydra/sweeper"):
             return (f"{group}={option} needs Hydra's plugin for it: "

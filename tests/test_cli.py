@@ -188,6 +188,11 @@ def test_multirun(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_an_unknown_option_in_a_list_names_the_groups_options(tmp_path):
+    proc = evorl("train", "logger=[tensorboard,nope]", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2 and "unknown logger option 'nope': choose one of csv, tensorboard, wandb" in proc.stderr
+
+
 # --- bad input: one line, exit 2, nothing created -------------------------------------------------
 
 BAD = [
@@ -211,6 +216,10 @@ BAD = [
     ("render", "ckpt={tmp}/notes.txt"),
     ("inspect", "ckpt={tmp}/notes.txt"),
     ("frobnicate", "env=cartpole"),
+    ("train", "logger=[tensorboard,nope]"),
+    ("plot", "run={tmp}/notes.txt"),
+    ("plot", "run={tmp}"),  # no metrics.csv in it or below
+    ("summarize", "{tmp}"),  # no runs in it
 ]
 
 
