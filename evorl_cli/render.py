@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -19,6 +20,9 @@ from evorl_cli.errors import EvorlError
 # Rendering is offscreen: keep SDL (pygame) from looking for a display or sound card.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# MuJoCo's default (GLFW) needs a display; on a headless Linux machine it renders with EGL instead.
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True,
@@ -32,7 +36,12 @@ def record_episodes(loaded, episodes: int, seed: int, deterministic: bool = True
     try:
         for episode in range(episodes):
             obs = env.reset(seed + episode)
-            frame = env.render()
+            try:
+                frame = env.render()
+            except Exception as exc:  # no OpenGL context, a renderer's missing library: say which knob
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise EvorlError(f"{loaded.config.env.id} could not render ({first}); MuJoCo envs choose their "
+                                 "OpenGL backend with MUJOCO_GL=egl, osmesa or glfw (glfw needs a display)") from None
             if frame is None or np.asarray(frame).ndim != 3:
                 raise EvorlError(f"{loaded.config.env.id} cannot render rgb_array frames; render needs an env "
                                  "with render_mode='rgb_array' (classic-control needs pygame)")

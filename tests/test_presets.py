@@ -57,6 +57,22 @@ def test_mujoco_presets(tmp_path, name, env_id):
     trains_a_few_updates(name, tmp_path)
 
 
+def test_a_mujoco_member_renders_headless(tmp_path):
+    """`evorl render` of a MuJoCo preset on a machine without a display (render picks EGL there)."""
+    pytest.importorskip("mujoco")
+    import ctypes.util
+    import os
+
+    from evorl_cli.agent import load_member
+    from evorl_cli.render import record_episodes
+
+    if os.environ.get("MUJOCO_GL", "egl") == "egl" and ctypes.util.find_library("EGL") is None:
+        pytest.skip("no libEGL for headless MuJoCo rendering")
+    trains_a_few_updates("hopper", tmp_path)
+    frames, returns = record_episodes(load_member(tmp_path), 1, seed=0, max_steps=3)
+    assert len(frames) == 4 and frames[0].ndim == 3 and frames[0].shape[2] == 3 and len(returns) == 1
+
+
 def test_atari_preset_picks_the_cnn_and_a_command_line_net_wins():
     pytest.importorskip("ale_py")
     config = preset("breakout")
