@@ -289,14 +289,14 @@ def _env_preset(name: str) -> dict | None:
     return OmegaConf.to_container(OmegaConf.load(path).get("env", {}))
 
 
-def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str | None:
+def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> list[str]:
     """The train checks of one composed config (with its `hydra` node): values, env id, device,
-    the output directory, then the env itself. Returns a warning line, if any."""
+    the output directory, then the env itself. Returns its warning lines."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from evorl_cli.checks import check_net_fits, check_output_dir, inherited_preset_warning, probe_env
     from evorl_cli.envs.batch import check_env_id
-    from evorl_cli.records.logger import check_backends
+    from evorl_cli.records.logger import check_backends, disabled_logger_warning
     from evorl_cli.train import resolve_device
 
     out_key, out_dir = _output_dir(cfg, multirun)
@@ -308,18 +308,18 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> str |
             raise EvorlError(f"resume={cfg.resume}: no such run directory or checkpoint")
         load_resume(cfg.resume, combo, cfg.trust_checkpoint)  # a bad checkpoint or override stops here
         check_output_dir(out_key, out_dir)
-        return None
+        return []
     config = build_train_config(cfg)
     check_output_dir(out_key, out_dir)
     check_backends(config)
     check_env_id(config.env.id, config.env.backend)
     resolve_device(config.device)
     check_net_fits(config.net, config.env.id, probe_env(config.env))
-    preset = _env_preset(env_choice) if env_choice else None
-    if preset is None:
-        return None
     overridden = {o.key_or_group for o in OverridesParser.create().parse_overrides(combo)}
-    return inherited_preset_warning(config.env, env_choice, preset, overridden)
+    preset = _env_preset(env_choice) if env_choice else None
+    warnings = [disabled_logger_warning(config, overridden),
+                inherited_preset_warning(config.env, env_choice, preset, overridden) if preset is not None else None]
+    return [w for w in warnings if w]
 
 
 def _preflight_checkpoint_command(command: str, cfg: DictConfig) -> None:
@@ -367,9 +367,7 @@ def preflight(command: str, args: list[str]) -> list[str]:
                 except Exception as exc:
                     raise EvorlError(_compose_error(exc, command)) from None
                 if command == "train":
-                    warning = _preflight_train(cfg, combo, multirun)
-                    if warning and warning not in warnings:
-                        warnings.append(warning)
+                    warnings += [w for w in _preflight_train(cfg, combo, multirun) if w not in warnings]
                 elif command == "plot":
                     if OmegaConf.is_missing(cfg, "run"):
                         raise EvorlError("run is required: evorl plot run=outputs/<date>/<run> (or evorl plot <run dir>)")

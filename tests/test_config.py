@@ -251,3 +251,21 @@ def test_no_warning_when_the_target_is_set_or_belongs_to_the_env(overrides):
     from evorl_cli.cli import preflight
 
     assert preflight("train", overrides) == []
+
+
+@pytest.mark.parametrize("overrides, warning", [
+    (["logger.wandb.mode=offline"], "logger.wandb.* set, but that logger is off, so unused: "
+                                    "add logger.wandb.enabled=true"),
+    (["logger=tensorboard", "logger.wandb.mode=offline", "logger.tensorboard.dir=tb"],
+     "logger.wandb.* set, but that logger is off, so unused: add logger.wandb.enabled=true"),
+    (["logger.tensorboard.dir=tb", "logger.wandb.project=p"],
+     "logger.tensorboard.*, logger.wandb.* set, but those loggers are off, so unused: "
+     "add logger.tensorboard.enabled=true logger.wandb.enabled=true"),
+    (["logger=wandb", "logger.wandb.mode=offline"], None),
+    (["logger.tensorboard.enabled=false"], None),
+])
+def test_options_of_a_logger_that_is_off_warn(overrides, warning):
+    """Never a setting silently ignored: options given to a backend that stays off say so."""
+    from evorl_cli.cli import preflight
+
+    assert preflight("train", ["env=cartpole", *overrides]) == ([warning] if warning else [])

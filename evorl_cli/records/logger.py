@@ -72,6 +72,19 @@ def check_backends(config: TrainConfig) -> None:
                 raise _missing(package, name)
 
 
+def disabled_logger_warning(config: TrainConfig, overridden: set[str]) -> str | None:
+    """One line when the command line set options of a backend that is off (they would go unused);
+    None otherwise. `overridden`: the command line's keys."""
+    off = sorted({parts[1] for parts in (key.split(".") for key in overridden)
+                  if len(parts) > 2 and parts[0] == "logger" and parts[1] in BACKENDS and parts[2] != "enabled"
+                  and not getattr(config.logger, parts[1]).enabled})
+    if not off:
+        return None
+    names = ", ".join(f"logger.{name}.*" for name in off)
+    turn_on = " ".join(f"logger.{name}.enabled=true" for name in off)  # keeps whatever else is on
+    return f"{names} set, but {'that logger is' if len(off) == 1 else 'those loggers are'} off, so unused: add {turn_on}"
+
+
 class Loggers:
     """Every logger of a run: `write(record)` is the training loop's one reporting call."""
 
