@@ -197,6 +197,7 @@ def plot_lineage(plt, table: RunTable, out: Path) -> Path:
         ax.plot([], [], color=KIND_COLOURS[kind], lw=2, label=f"mutation: {kind}")
     fig.colorbar(points, ax=ax, label="selection fitness")
     ax.set(xlabel="generation", ylabel="member slot", title="Lineage")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_yticks(range(table.size))
     ax.invert_yaxis()
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.18, 1.0))
