@@ -137,7 +137,7 @@ def inspect_command(cfg: DictConfig) -> None:
 def summarize_command(args: list[str]) -> None:
     """`evorl summarize <dir>`: the jobs and seed-aggregate tables of a sweep directory (finished,
     running or interrupted) or of any directory holding runs, and its summary files rebuilt."""
-    from evorl_cli.launch import print_summary
+    from evorl_cli.launch import EXIT_JOB_FAILED, print_summary
     from evorl_cli.sweeps import summarize
 
     if len(args) != 1 or args[0].startswith("-"):
@@ -151,6 +151,8 @@ def summarize_command(args: list[str]) -> None:
         raise EvorlError(f"{root}: no runs here (a run directory holds status.json, metrics.csv or "
                          ".hydra/overrides.yaml)")
     print_summary(summary, console)
+    if summary.failed:  # as the sweep itself ended: the exit code says that a job failed
+        raise SystemExit(EXIT_JOB_FAILED)
 
 
 # Commands that take plain arguments rather than Hydra overrides.

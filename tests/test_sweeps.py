@@ -273,7 +273,8 @@ def test_the_seed_table_against_numbers_worked_out_by_hand(finished_sweep):
 
 
 def test_evorl_summarize_rebuilds_the_tables_and_files(finished_sweep, tmp_path):
-    proc = ok(evorl("summarize", str(finished_sweep), cwd=tmp_path))
+    proc = evorl("summarize", str(finished_sweep), cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # job 3 failed, as the sweep's own exit said
     assert "interrupted" in proc.stdout and "running" in proc.stdout
     assert "job 3 (algo.lr=0.0003 seed=0) failed: env blew up" in proc.stdout
     rows = summary_rows(finished_sweep)
@@ -286,7 +287,7 @@ def test_evorl_summarize_rebuilds_the_tables_and_files(finished_sweep, tmp_path)
     markdown = (finished_sweep / "summary.md").read_text()
     assert "| algo.lr=0.001 | 3 | 23.3 ± 15.3 | 2/3 | 200 [100] | 3.0 [1.5] |" in markdown
     # and on a plain directory holding the runs one level down
-    ok(evorl("summarize", str(finished_sweep.parent), cwd=tmp_path))
+    assert evorl("summarize", str(finished_sweep.parent), cwd=tmp_path).returncode == 1
     assert len(summary_rows(finished_sweep.parent)) == 8
 
 
