@@ -161,6 +161,8 @@ def _per_member(plt, table: RunTable, names: list[str], title: str, x: np.ndarra
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        if np.issubdtype(x.dtype, np.integer):  # generations and step counts: no ticks between whole numbers
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     if not names:
         axes[0].text(0.5, 0.5, "nothing recorded", ha="center", va="center")
     axes[0].legend(fontsize=6, loc="best")
