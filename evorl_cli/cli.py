@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from evorl_cli import hparams
+from evorl_cli import loggers as logger_backends
 from evorl_cli.config import build_train_config, register_schemas
 from evorl_cli.errors import EnvFault, EvorlError
 
@@ -51,8 +52,10 @@ def _hydra_subdir_resolver(resume: str | None, stamp: str) -> str:
 
 OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir_resolver, replace=True)
-# `evorl train --help` ends with the hyperparameter table, generated from the one in hparams.py.
-OmegaConf.register_new_resolver("evorl_train_help", hparams.help_text, replace=True)
+# `evorl train --help` ends with the hyperparameter table (hparams.py) and the logger backends
+# (evorl_cli/loggers/), both generated from their registries.
+OmegaConf.register_new_resolver("evorl_train_help", lambda: hparams.help_text() + "\n" + logger_backends.help_text(),
+                                replace=True)
 register_schemas()
 
 
@@ -220,14 +223,26 @@ HYDRA_PLUGIN_EXTRAS = {"joblib": "joblib", "submitit_local": "submitit", "submit
                        "ray": "ray", "ray_local": "ray", "optuna": "optuna"}
 
 
+def _group_options(group: str) -> list[str]:
+    """A config group's options, from its folder and from the ConfigStore (logger backends register
+    theirs there). Hydra names none for an entry of a list (logger=[tensorboard,foo])."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        stored = ConfigStore.instance().list(group)
+    except OSError:  # no such group in the store
+        stored = []
+    files = [f.name for f in (Path(CONF_DIR) / group).glob("*.yaml")]
+    return sorted({name.removesuffix(".yaml") for name in [*files, *stored]})
+
+
 def _compose_error(exc: Exception, command: str) -> str:
     """One line for Hydra's multi-line composition errors."""
     from hydra.errors import MissingConfigException
 
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, option = str(exc.missing_cfg_file).rpartition("/")
-        # Hydra names no options for an entry of a list (logger=[tensorboard,foo]): read the group's folder.
-        options = ", ".join(exc.options or sorted(f.stem for f in (Path(CONF_DIR) / group).glob("*.yaml")))
+        options = ", ".join(exc.options or _group_options(group))
         hint = " (or set env.id=<any Gymnasium id>)" if group == "env" else ""
         if option in HYDRA_PLUGIN_EXTRAS and group in ("hydra/launcher", "hydra/sweeper"):
             return (f"{group}={option} needs Hydra's plugin for it: "
@@ -298,7 +313,8 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> list[
 
     from evorl_cli.checks import check_net_fits, check_output_dir, inherited_preset_warning, probe_env
     from evorl_cli.envs.batch import check_env_id
-    from evorl_cli.records.logger import check_backends, disabled_logger_warning
+    from evorl_cli.loggers import check_installed
+    from evorl_cli.records.logger import disabled_logger_warning
     from evorl_cli.train import resolve_device
 
     out_key, out_dir = _output_dir(cfg, multirun)
@@ -313,7 +329,7 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> list[
         return []
     config = build_train_config(cfg)
     check_output_dir(out_key, out_dir)
-    check_backends(config)
+    check_installed(config.logger)
     check_env_id(config.env.id, config.env.backend)
     resolve_device(config.device)
     check_net_fits(config.net, config.env.id, probe_env(config.env))

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from evorl_cli import loggers as logger_backends
 from evorl_cli.errors import EvorlError
 from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, lookup  # noqa: F401  (re-exported)
 
@@ -152,31 +153,9 @@ class CheckpointConfig:
     keep: int = 0  # also keep every keep-th generation's population (0: only latest and best)
 
 
-@dataclass
-class TensorBoardConfig:
-    enabled: bool = False  # logger=tensorboard turns it on
-    dir: str = "tensorboard"  # under the run directory
-
-
-@dataclass
-class WandbConfig:
-    enabled: bool = False  # logger=wandb turns it on
-    project: str = "evorl"
-    entity: Optional[str] = None
-    mode: Optional[str] = None  # online | offline | disabled; None: wandb's default (WANDB_MODE, else online)
-    name: Optional[str] = None  # None: the run directory's name
-    group: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-
-
-@dataclass
-class LoggerConfig:
-    """Where the per-generation records go besides metrics.csv and the terminal (always on):
-    `logger=tensorboard`, `logger=wandb`, or both with `logger=[tensorboard,wandb]` (each option
-    file switches its backend on; `logger.<backend>.enabled=true` does the same)."""
-
-    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
+# The `logger` node: one field per optional backend in evorl_cli/loggers/ (each module declares its
+# own options), so a new backend is one new file there.
+LoggerConfig = logger_backends.options_schema()
 
 
 @dataclass
@@ -287,6 +266,10 @@ def register_schemas() -> None:
             for key in OPEN_DICTS:
                 OmegaConf.set_struct(OmegaConf.select(schema, key), False)
         ConfigStore.instance().store(name=name, node=schema)
+    # `logger=<backend>` (or several: logger=[a,b]) switches a backend on: one option per module of
+    # evorl_cli/loggers/, so a new backend needs no config file of its own.
+    for name in logger_backends.discover():
+        ConfigStore.instance().store(group="logger", name=name, package="logger", node={name: {"enabled": True}})
 
 
 def to_dataclass(schema: type, cfg: DictConfig | dict) -> Any:
@@ -395,8 +378,8 @@ def validate(c: TrainConfig) -> None:
              f"evolution.eval_max_steps={e.eval_max_steps}: must be positive or null")
     _require(1 <= e.tournament_size <= c.population.size,
              f"evolution.tournament_size={e.tournament_size}: must be between 1 and population.size={c.population.size}")
-    _require(c.logger.wandb.mode in (None, "online", "offline", "disabled"),
-             f"logger.wandb.mode={c.logger.wandb.mode}: use online, offline, disabled or null")
+    logger_problem = logger_backends.check_options(c.logger)
+    _require(logger_problem is None, logger_problem)
     _require(c.checkpoint.keep >= 0, f"checkpoint.keep={c.checkpoint.keep}: must be 0 (off) or positive")
 
 

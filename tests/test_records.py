@@ -276,15 +276,15 @@ def test_plot_command_positional_and_keyword_and_a_sweep(run, tmp_path):
 
 def test_missing_extras_give_one_line_and_plots_never_fail_a_run(run, tmp_path, monkeypatch):
     from evorl_cli.records import LoggerContext, Loggers, plot_on_finish
-    from evorl_cli.records.logger import check_backends
+    from evorl_cli.loggers import check_installed
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     config = tiny_config(**{"logger.tensorboard.enabled": True})
     with pytest.raises(EvorlError, match=r'pip install "evorl-cli\[tensorboard\]"'):
         Loggers.for_run(LoggerContext(config, tmp_path, Console(quiet=True)))
     with pytest.raises(EvorlError, match=r'^logger tensorboard needs the tensorboard package: pip install'):
-        check_backends(config)  # what the CLI checks before it makes a run directory
-    check_backends(tiny_config(**{"logger.wandb.enabled": True}))  # installed: passes
+        check_installed(config.logger)  # what the CLI checks before it makes a run directory
+    check_installed(tiny_config(**{"logger.wandb.enabled": True}).logger)  # installed: passes
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = io.StringIO()
     plot_on_finish(run[0], Console(file=out, width=200))

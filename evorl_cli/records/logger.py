@@ -1,14 +1,12 @@
 """The logger interface and the fan-out that feeds every enabled backend one record.
 
-A backend is one class with `write(record)` and `close()`, built from a `LoggerContext`; register
-it in `BACKENDS` under its config name (`logger.<name>.enabled`). Its third-party package is
-imported only when it is enabled, so a missing one costs a user nothing until asked for.
+metrics.csv and the terminal table are always on. Optional backends (TensorBoard, W&B, ...) are one
+module each in `evorl_cli/loggers/`, which registers itself there: a class with `write(record)` and
+`close()`, built from a `LoggerContext`, and an options dataclass that becomes `logger.<name>.*`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +14,7 @@ from typing import Protocol
 from rich.console import Console
 
 from evorl_cli.config import TrainConfig
-from evorl_cli.errors import EvorlError
+from evorl_cli.loggers import BACKENDS, enabled
 from evorl_cli.records.record import GenerationRecord
 
 
@@ -37,39 +35,6 @@ class LoggerContext:
     console: Console
     start_generation: int = 0  # > 0 when the run resumes: records from here on are written again
     start_env_steps: int = 0
-
-
-# Optional backends: config name -> ("module:Class", the package it needs, which is also its extra's
-# name). csv and the table are always on.
-BACKENDS = {
-    "tensorboard": ("evorl_cli.records.tensorboard_logger:TensorBoardLogger", "tensorboard"),
-    "wandb": ("evorl_cli.records.wandb_logger:WandbLogger", "wandb"),
-}
-
-
-def _missing(package: str, extra: str) -> EvorlError:
-    return EvorlError(f"logger {extra} needs the {package} package: pip install \"evorl-cli[{extra}]\" "
-                      f"(or turn it off: logger.{extra}.enabled=false)")
-
-
-def require(module: str, extra: str):
-    """Import an optional dependency, or stop with the one line that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise _missing(module.split(".")[0], extra) from None
-
-
-def check_backends(config: TrainConfig) -> None:
-    """Before a run starts (the CLI's preflight): every enabled backend's package is installed."""
-    for name, (_, package) in BACKENDS.items():
-        if getattr(config.logger, name).enabled:
-            try:
-                found = importlib.util.find_spec(package) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                raise _missing(package, name)
 
 
 def disabled_logger_warning(config: TrainConfig, overridden: set[str]) -> str | None:
@@ -97,10 +62,7 @@ class Loggers:
         from evorl_cli.records.table import TableLogger
 
         loggers: list[Logger] = [CsvLogger(ctx), TableLogger(ctx)]
-        for name, (target, _) in BACKENDS.items():
-            if getattr(ctx.config.logger, name).enabled:
-                module, _, attr = target.partition(":")
-                loggers.append(getattr(importlib.import_module(module), attr)(ctx))
+        loggers += [backend.logger(ctx) for backend in enabled(ctx.config.logger)]
         return cls(loggers)
 
     def write(self, record: GenerationRecord) -> None:

@@ -3,10 +3,24 @@ against training env steps, so `tensorboard --logdir outputs/` shows every run."
 
 from __future__ import annotations
 
-from evorl_cli.records.logger import LoggerContext, require
-from evorl_cli.records.record import GenerationRecord
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evorl_cli.loggers import backend, require
+
+if TYPE_CHECKING:  # the record's types only: this module must import cheaply (see loggers/__init__)
+    from evorl_cli.records.logger import LoggerContext
+    from evorl_cli.records.record import GenerationRecord
 
 
+@dataclass
+class TensorBoardOptions:
+    enabled: bool = False  # logger=tensorboard turns it on
+    dir: str = "tensorboard"  # under the run directory
+
+
+@backend("tensorboard", options=TensorBoardOptions, package="tensorboard",
+         summary="TensorBoard: tensorboard --logdir outputs/")
 class TensorBoardLogger:
     def __init__(self, ctx: LoggerContext) -> None:
         require("tensorboard", "tensorboard")

@@ -5,13 +5,40 @@ written under <run dir>/wandb and can be uploaded later with `wandb sync`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, List, Optional
+
 from omegaconf import OmegaConf
 
 from evorl_cli.errors import EvorlError
-from evorl_cli.records.logger import LoggerContext, require
-from evorl_cli.records.record import GenerationRecord
+from evorl_cli.loggers import backend, require
+
+if TYPE_CHECKING:  # the record's types only: this module must import cheaply (see loggers/__init__)
+    from evorl_cli.records.logger import LoggerContext
+    from evorl_cli.records.record import GenerationRecord
+
+MODES = (None, "online", "offline", "disabled")
 
 
+@dataclass
+class WandbOptions:
+    enabled: bool = False  # logger=wandb turns it on
+    project: str = "evorl"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # online | offline | disabled; None: wandb's default (WANDB_MODE, else online)
+    name: Optional[str] = None  # None: the run directory's name
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+    def check(self) -> Optional[str]:
+        """What is wrong with these options (the key and the fix), or None."""
+        if self.mode not in MODES:
+            return f"mode={self.mode}: use online, offline, disabled or null"
+        return None
+
+
+@backend("wandb", options=WandbOptions, package="wandb",
+         summary="Weights & Biases (logger.wandb.mode=offline: no account)")
 class WandbLogger:
     def __init__(self, ctx: LoggerContext) -> None:
         wandb = require("wandb", "wandb")
