@@ -8,11 +8,12 @@ import torch
 from helpers import DISCRETE, NarrowNet, varied_population
 
 from evorl_cli.config import HPRange, MutationConfig, NetConfig
-from evorl_cli.evolve.mutate import Mutator
+from evorl_cli.evolve.mutate import MUTATIONS, Mutator
 from evorl_cli.evolve.tournament import tournament_select
 from evorl_cli.hparams import HPARAMS, MUTABLE_HPS, ZERO_STEP, RolloutCap
 from evorl_cli.nets.policy import Capacity
 from evorl_cli.optim import BatchedAdam
+from evorl_cli.records.lineage import mutation_kind
 
 
 def test_tournament_is_elitist_and_seeded():
@@ -293,3 +294,25 @@ def test_equal_fitness_does_not_ratchet_the_size_up():
     assert end <= start
     start_old, end_old, _ = _mean_size_after_flat_generations(remove_prob=0.0, prefer_small=False)
     assert end_old > 2 * start_old
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_every_kinds_notes_are_recognised_as_that_kind(name):
+    """The lineage chart colours a child by the kind that wrote its note: each registered kind's
+    real notes (several draws) map back to it, or to "none" when the draw changed nothing."""
+    pop = varied_population(DISCRETE)
+    mutator = _mutator(pop, **{name: 1.0})
+    drawn = [mutator.mutate(pop, protected={0}) for _ in range(4)]
+    assert all(notes[0] == "elite" and mutation_kind(notes[0]) == "elite" for notes in drawn)
+    seen = [note for notes in drawn for note in notes[1:]]
+    for note in seen:
+        assert mutation_kind(note) == ("none" if note.startswith("none") or name == "no_mutation" else name), note
+    assert any(mutation_kind(note) == name for note in seen) or name == "no_mutation"
+
+
+def test_a_new_kind_is_recognised_by_its_note_prefix(monkeypatch):
+    from evorl_cli.evolve import mutate
+
+    monkeypatch.setitem(mutate.MUTATIONS, "dropout", mutate.MutationKind("dropout", lambda m, pop, p: "dropout 0.1"))
+    assert mutate.kind_of("dropout 0.1") == "dropout"  # its name is its default prefix
+    assert mutate.kind_of("lr 0.001->0.0012") == "rl_hp" and mutate.kind_of("lrx 1") == "lrx"

@@ -1,10 +1,12 @@
 """Mutations applied to members after selection: parameter noise, architecture, activation and RL
 hyperparameters. Each mutated member gets exactly one kind, drawn with the configured probabilities.
 
-One registry of kinds: each is a function registered under its config name (`@mutation("rl_hp")`),
+One registry of kinds: each is a function registered under its config name (`@mutation("rl_hp", notes=tuple(f"{name} " for name in HPARAMS))`),
 and the relative weights are read from `mutation.<name>` (the weight fields of `MutationConfig`, in
 their declared order, which is also the order a draw indexes). A new kind is one function here and
-one weight field in the schema (`config.py`, `mutation_weight(...)`).
+one weight field in the schema (`config.py`, `mutation_weight(...)`). Its notes (the table's and
+metrics.csv's `mutation` column) start with one of the kind's `notes` prefixes (by default its
+name), so the lineage chart knows which kind made each child.
 
 Adam's state: an architecture mutation zeroes the moments of exactly the parameters it rewrites
 (new units, a new or removed layer, grown recurrent state: their old statistics describe another
@@ -39,19 +41,38 @@ class MutationKind:
     name: str
     apply: Callable[["Mutator", Population, int], str]
     surgery: bool = False
+    notes: tuple[str, ...] = ()  # how this kind's notes begin (empty: its name); "none..." is no change
+
+    def wrote(self, note: str) -> bool:
+        """Whether `note` is one this kind writes."""
+        return note.startswith(self.notes or (self.name,))
 
 
 MUTATIONS: dict[str, MutationKind] = {}
+NO_CHANGE = "none"  # how a note begins when the drawn kind changed nothing
 
 
-def mutation(name: str, surgery: bool = False):
-    """Register the decorated function as the mutation kind weighted by `mutation.<name>`."""
+def mutation(name: str, surgery: bool = False, notes: tuple[str, ...] | None = None):
+    """Register the decorated function as the mutation kind weighted by `mutation.<name>`; its notes
+    begin with one of `notes` (default: the name itself)."""
     def register(fn: Callable[["Mutator", Population, int], str]):
         if name in MUTATIONS:
             raise ValueError(f"mutation kind {name} registered twice")
-        MUTATIONS[name] = MutationKind(name, fn, surgery)
+        MUTATIONS[name] = MutationKind(name, fn, surgery, tuple(notes or (name,)))
         return fn
     return register
+
+
+def kind_of(note: str) -> str:
+    """The registered kind that wrote a `mutation` note, "none" when the note says nothing changed,
+    or the note's first word for a note no registered kind writes (e.g. "init", "elite")."""
+    text = str(note or "").split(";")[0].strip()  # "; diverged ..." is appended by the training loop
+    if not text or text.startswith(NO_CHANGE):
+        return NO_CHANGE
+    for kind in MUTATIONS.values():
+        if kind.name != "no_mutation" and kind.wrote(text):
+            return kind.name
+    return text.split()[0]
 
 
 def _fmt(value: float) -> str:
@@ -118,12 +139,12 @@ class Mutator:
         return int(self.cfg.node_choices[self.rng.integers(len(self.cfg.node_choices))])
 
 
-@mutation("no_mutation")
+@mutation("no_mutation", notes=(NO_CHANGE,))
 def no_mutation(m: Mutator, pop: Population, p: int) -> str:
-    return "none"
+    return NO_CHANGE
 
 
-@mutation("parameters")
+@mutation("parameters", notes=("params",))
 def parameters(m: Mutator, pop: Population, p: int) -> str:
     """Gaussian noise on the policy's weights, scaled by each weight's magnitude (zeros stay zero).
 
@@ -142,13 +163,13 @@ def activation(m: Mutator, pop: Population, p: int) -> str:
     current = pop.arch.activation_name(p)
     options = [a for a in m.cfg.activations if a != current]
     if not options:
-        return "none"
+        return NO_CHANGE
     new = options[m.rng.integers(len(options))]
     pop.arch.activation[p] = ACTIVATIONS.index(new)
     return f"activation {current}->{new}"
 
 
-@mutation("architecture", surgery=True)
+@mutation("architecture", surgery=True, notes=("nodes", "layer", "hidden"))
 def architecture(m: Mutator, pop: Population, p: int) -> str:
     """Add or (with probability `remove_prob`) remove: a layer (share `new_layer_prob`) or units
     of one layer. Adding keeps the member's function; removing changes it, and selection judges."""
@@ -191,13 +212,13 @@ def _recurrent_growth(m: Mutator, pop: Population, p: int) -> str:
     return f"hidden {old}->{new}"
 
 
-@mutation("rl_hp")
+@mutation("rl_hp", notes=tuple(f"{name} " for name in HPARAMS))
 def rl_hp(m: Mutator, pop: Population, p: int) -> str:
     """Grow or shrink one of the member's hp_config hyperparameters by the table's rule
     (`HyperParameter.mutate`); only those a step can move are drawn from."""
     names = [n for n in sorted(m.hp_ranges) if HPARAMS[n].can_move(pop.hp[n][p], m.hp_ranges[n], m.cap)]
     if not names:
-        return "none"
+        return NO_CHANGE
     name = names[m.rng.integers(len(names))]
     grow = m.rng.random() < 0.5
     old = pop.hp[name][p]

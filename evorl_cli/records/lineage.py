@@ -6,24 +6,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Mutation kinds as the lineage chart colours them; `mutation_kind` maps a record's note to one.
-KINDS = ("init", "elite", "none", "parameters", "architecture", "activation", "rl_hp")
+from evorl_cli.evolve.mutate import MUTATIONS, NO_CHANGE, kind_of
+
+# Mutation kinds as the lineage chart colours them: a member's start, an elite copy, no change, and
+# every registered mutation kind (evolve/mutate.py), which the kind's note prefixes identify.
+KINDS = ("init", "elite", NO_CHANGE, *(name for name in MUTATIONS if name != "no_mutation"))
 
 
 def mutation_kind(note: str) -> str:
-    """The kind of mutation a metrics.csv `mutation` note describes (evolve/mutate.py writes them)."""
-    text = str(note or "").split(";")[0].strip()
-    if text in ("init", "elite"):
-        return text
-    if text.startswith("none") or not text:
-        return "none"
-    if text.startswith("params"):
-        return "parameters"
-    if text.startswith("activation"):
-        return "activation"
-    if text.startswith(("nodes", "layer", "hidden")):
-        return "architecture"
-    return "rl_hp"
+    """The kind of mutation a metrics.csv `mutation` note describes (one of `KINDS`)."""
+    kind = kind_of(note)
+    return kind if kind in KINDS else NO_CHANGE
 
 
 @dataclass

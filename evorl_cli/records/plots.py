@@ -25,9 +25,11 @@ from evorl_cli.records.read import read_rows
 
 DPI = 100
 FIGSIZE = (10, 6)  # inches: every PNG is 1000 x 600 pixels
-KIND_COLOURS = {"init": "#bbbbbb", "elite": "#000000", "none": "#999999", "parameters": "#1f77b4",
-                "architecture": "#d62728", "activation": "#9467bd", "rl_hp": "#2ca02c"}
-assert set(KIND_COLOURS) == set(KINDS)
+_COLOURS = {"init": "#bbbbbb", "elite": "#000000", "none": "#999999", "parameters": "#1f77b4",
+            "architecture": "#d62728", "activation": "#9467bd", "rl_hp": "#2ca02c"}
+_SPARE = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")  # kinds registered later
+_new_kinds = [kind for kind in KINDS if kind not in _COLOURS]
+KIND_COLOURS = {**_COLOURS, **{kind: _SPARE[i % len(_SPARE)] for i, kind in enumerate(_new_kinds)}}
 
 
 def _pyplot():
