@@ -529,10 +529,14 @@ def test_resume_with_envs_that_cannot_save_their_state_says_so(tmp_path):
 
 def test_resume_rejects_changes_that_make_another_run(trained_run):
     saved = checkpoint.load(trained_run, prefer="latest").meta["config"]
-    for override in ("algo.lr=0.5", "population.size=8", "env=acrobot", "seed=3"):
+    for override in ("algo.lr=0.5", "population.size=8", "env.num_envs=3", "seed=3"):
         with pytest.raises(EvorlError) as exc:
             resumed_config(saved, [override])
         assert_one_line(exc, "cannot change when resuming")
+    for override in ("env=acrobot", "env.id=Acrobot-v1"):  # another env: both are named
+        with pytest.raises(EvorlError) as exc:
+            resumed_config(saved, [override])
+        assert_one_line(exc, f"holds a run on CartPole-v1, not on Acrobot-v1 ({override})")
     assert resumed_config(saved, ["evolution.selection_episodes=3"]).evolution.selection_episodes == 3
 
 
