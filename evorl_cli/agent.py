@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from evorl_cli import checkpoint as ckpt
-from evorl_cli.config import TrainConfig
+from evorl_cli.config import GivenEnv, TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.fitness import Confirmation
@@ -34,15 +34,16 @@ class LoadedMember:
 
 
 def load_member(path: str | Path, member: int | None = None, device: str = "cpu", trust: bool = False,
-                allow: str = CLI_ALLOW) -> LoadedMember:
+                allow: str = CLI_ALLOW, given: GivenEnv | None = None) -> LoadedMember:
     """Member `member` of the run's latest population, or (None) the best member the run has seen.
 
     The env the caller builds from `config.env` may only run code the checkpoint names (wrappers
-    other than Gymnasium's, a `module:Env` id) when `trust` is set; otherwise this raises, naming
-    `allow`, the way to permit it (see trust.py)."""
+    other than Gymnasium's, a `module:Env` id) when `trust` is set or the command line gave it
+    again (`given`); otherwise this raises, naming `allow`, the way to permit it (see trust.py).
+    A checkpoint of another env than `given` names is refused."""
     checkpoint = ckpt.load(path, prefer="best" if member is None else "latest")
     config = checkpoint.config
-    check_checkpoint_env(config.env, checkpoint.path, trust, allow)
+    check_checkpoint_env(config.env, checkpoint.path, trust, allow, given)
     pop = ckpt.restore_population(checkpoint, config, torch.device(device))
     members = checkpoint.meta["members"]
     confirmed = None

@@ -55,7 +55,8 @@ def population_payload(pop: Population, members: list[int] | None = None) -> tup
         "image": None if pop.net.image is None else list(pop.net.image),
         "action": {"discrete": action.discrete, "n": action.n,
                    "low": None if action.low is None else action.low.tolist(),
-                   "high": None if action.high is None else action.high.tolist()},
+                   "high": None if action.high is None else action.high.tolist(),
+                   "nvec": None if action.nvec is None else list(action.nvec)},
         "members": [{"hidden_sizes": pop.arch.hidden_sizes(p), "activation": pop.arch.activation_name(p),
                      "widths": pop.arch.widths[p].tolist(), "activation_index": int(pop.arch.activation[p]),
                      "recurrent_hidden": int(pop.arch.hidden[p]),
@@ -152,7 +153,8 @@ def restore_population(ckpt: Checkpoint, config: TrainConfig, device: torch.devi
     act = meta["action"]
     action = ActionSpec(act["discrete"], act["n"],
                         None if act["low"] is None else np.asarray(act["low"], dtype=np.float32),
-                        None if act["high"] is None else np.asarray(act["high"], dtype=np.float32))
+                        None if act["high"] is None else np.asarray(act["high"], dtype=np.float32),
+                        None if act.get("nvec") is None else tuple(act["nvec"]))
     image = meta.get("image")
     net = PolicyNet(meta["obs_dim"], action, config.net, Capacity(**meta["capacity"]),
                     None if image is None else tuple(image))

@@ -186,33 +186,62 @@ RESUMABLE_KEYS = ("max_steps", "device", "progress", "torch_threads", "resume", 
                   "checkpoint.", "env.target", "mutation.", "hp_config.", "logger.", "plot.")
 # Keys of the command line rather than of the run: a resume neither takes them from the checkpoint nor records them.
 COMMAND_KEYS = ("resume", "trust_checkpoint")
+# Keys that name the env a resume expects its checkpoint to hold; they change nothing (trust.py).
+GIVEN_ENV_KEYS = ("env.id", "env.wrappers")
 
 
-def resumed_config(saved: dict, overrides: list[str]):
-    """The checkpoint's config with the command line's (resumable) overrides applied on top."""
+def _given_env(overrides: list[str]):
+    """The env a resume's command line names (`env.id=...`, `env.wrappers=...`): not a change to the
+    run, but what the user expects its checkpoint to hold (and code they allow it to run: trust.py)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from evorl_cli.config import GivenEnv
+
+    given = GivenEnv()
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.key_or_group in GIVEN_ENV_KEYS:
+            setattr(given, override.key_or_group.removeprefix("env."), override.value())
+    return given
+
+
+def resumed_config(saved: dict, overrides: list[str], path: str = "the checkpoint"):
+    """The checkpoint's config with the command line's (resumable) overrides applied on top; an
+    env the command line names must be the checkpoint's own."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from evorl_cli.config import EnvConfig, GivenEnv, to_dataclass
+    from evorl_cli.trust import check_given_env
+
     cfg = OmegaConf.create({k: v for k, v in saved.items() if k != "trust_checkpoint"})  # a file cannot trust itself
+    saved_id = cfg.env.id
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if not key.startswith(RESUMABLE_KEYS):
+        if key == "env" and isinstance(override.value(), str):  # a preset names its env by its id
+            named = f"env={override.value()}"
+            preset_id = (_env_preset(override.value()) or {}).get("id")
+            check_given_env(to_dataclass(EnvConfig, cfg.env), GivenEnv(id=preset_id), path, as_given=named)
+            raise EvorlError(f"{named}: a resume keeps the env its checkpoint recorded ({saved_id}): drop {named} "
+                             f"(env.id={saved_id} checks that the checkpoint holds it)")
+        if not key.startswith(RESUMABLE_KEYS) and key not in GIVEN_ENV_KEYS:
             raise EvorlError(f"{key} cannot change when resuming (it would be another run); allowed: "
                              f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS if k not in COMMAND_KEYS)}")
-        if key not in COMMAND_KEYS:
+        if key not in COMMAND_KEYS and key not in GIVEN_ENV_KEYS:
             OmegaConf.update(cfg, key, override.value(), merge=True)
-    return build_train_config(cfg)
+    config = build_train_config(cfg)
+    check_given_env(config.env, _given_env(overrides), path)
+    return config
 
 
 def load_resume(path: str, overrides: list[str], trusted: bool):
     """The checkpoint a resume continues from and the run config it continues with (the saved one
     with the command line's resumable overrides). Its env may run code the checkpoint names only
-    when `trusted` (trust_checkpoint=true): see trust.py."""
+    when `trusted` (trust_checkpoint=true) or given again on the command line: see trust.py."""
     from evorl_cli import checkpoint as ckpt
     from evorl_cli.trust import CLI_ALLOW, check_checkpoint_env
 
     resume = ckpt.load(path, prefer="latest")
-    config = resumed_config(resume.meta["config"], overrides)
-    check_checkpoint_env(config.env, resume.path, trusted, CLI_ALLOW)
+    config = resumed_config(resume.meta["config"], overrides, str(resume.path))
+    check_checkpoint_env(config.env, resume.path, trusted, CLI_ALLOW, _given_env(overrides))
     return resume, config
 
 
@@ -340,6 +369,18 @@ def _preflight_train(cfg: DictConfig, combo: list[str], multirun: bool) -> list[
     return [w for w in warnings if w]
 
 
+def _env_group_error(command: str, combo: list[str]) -> None:
+    """eval and render play the env their checkpoint recorded: `env=<preset>` (train's group) names
+    no env there, so say how to name the expected one (`env.id=`)."""
+    for arg in combo:
+        key, _, value = arg.partition("=")
+        if key == "env":
+            preset_id = (_env_preset(value) or {}).get("id")
+            example = f"env.id={preset_id}" if preset_id else "env.id=<Gymnasium id>"
+            raise EvorlError(f"{arg}: evorl {command} plays the env its checkpoint recorded; to make sure that "
+                             f"is the env you expect, give its id: {example}")
+
+
 def _preflight_checkpoint_command(command: str, cfg: DictConfig) -> None:
     """eval, render, inspect: the settings, the checkpoint path, the device and (render) where the GIF goes."""
     from evorl_cli.checks import check_output_dir
@@ -380,6 +421,8 @@ def preflight(command: str, args: list[str]) -> list[str]:
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             for combo in combos:
+                if command in ("eval", "render"):
+                    _env_group_error(command, combo)
                 try:
                     cfg = compose(config_name=command, overrides=combo, return_hydra_config=command == "train")
                 except Exception as exc:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from evorl_cli import checkpoint as ckpt
 from evorl_cli.agent import load_member
+from evorl_cli.config import GivenEnv, to_dataclass
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.fitness import Confirmation, EvalResult, evaluate
@@ -18,7 +19,8 @@ def run_eval(cfg: DictConfig, console: Console) -> EvalResult:
     """Play fresh episodes with one member and print mean return ± standard error (per-episode
     rows with `per_episode=true`). By default it plays as many episodes, and acts the same way
     (deterministic or sampled), as the run's confirmation did, so the two figures compare."""
-    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint)
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint,
+                         given=to_dataclass(GivenEnv, cfg.env))
     evo = loaded.config.evolution
     episodes = evo.confirm_episodes if cfg.episodes is None else int(cfg.episodes)
     if episodes < 1:

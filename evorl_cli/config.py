@@ -189,6 +189,16 @@ class TrainConfig:
 
 
 @dataclass
+class GivenEnv:
+    """The env a user names for a checkpoint on the command line (`evorl eval ckpt=... env.id=CartPole-v1`,
+    or on a resume): a checkpoint of another env is refused, and code its env names (a `module:Env`
+    id, wrappers other than Gymnasium's) may run when given again exactly (trust.py)."""
+
+    id: Optional[str] = None  # None: whatever the checkpoint recorded
+    wrappers: Optional[List[Any]] = None  # None: whatever the checkpoint recorded
+
+
+@dataclass
 class EvalConfig:
     """`evorl eval`: which checkpoint and member, how many fresh episodes, how to act."""
 
@@ -201,6 +211,7 @@ class EvalConfig:
     max_steps: Optional[int] = None  # cap on an episode; None: the env's limit
     device: str = "cpu"
     trust_checkpoint: bool = False  # let the checkpoint's env run code it names (trust.py)
+    env: GivenEnv = field(default_factory=GivenEnv)  # the env expected (env.id=...); another is refused
 
 
 @dataclass
@@ -217,6 +228,7 @@ class RenderConfig:
     max_steps: Optional[int] = None
     device: str = "cpu"
     trust_checkpoint: bool = False
+    env: GivenEnv = field(default_factory=GivenEnv)
 
 
 @dataclass

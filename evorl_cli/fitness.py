@@ -95,7 +95,7 @@ def evaluate(pop: Population, env: EnvBatch, episodes: int, seed: int | Sequence
         head, _, state = pop.forward_normalized(pop.obs_norm(member_obs), state)
         # Only the action: evaluation needs no log-probabilities.
         noise = None if deterministic else draw_noise(head.shape, log_std is None, gen, head.device)
-        action = choose(head, noise, std)
+        action = choose(head, noise, std, nvec=pop.net.action.nvec)
         tr = env.step(action.cpu().numpy().reshape(size * episodes, *action.shape[2:]))
         running = ~finished
         returns += tr.reward * running

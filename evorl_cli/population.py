@@ -124,7 +124,7 @@ class Population:
     def act_normalized(self, obs: torch.Tensor, gen: torch.Generator, deterministic: bool = False,
                        state: torch.Tensor | None = None) -> Step:
         head, value, new_state = self.forward_normalized(obs, state)
-        action, logp = sample(head, self.log_std(), gen, deterministic)
+        action, logp = sample(head, self.log_std(), gen, deterministic, self.net.action.nvec)
         return Step(action, logp, value, new_state)
 
     @torch.no_grad()

@@ -217,7 +217,8 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
         minibatch = Minibatch(flat(_take(actions, idx)), flat(_take(old_logp, idx)), adv, flat(_take(returns, idx)),
                               flat(_take(old_values, idx)) if cfg.clip_vloss else None, sample_weight)
-        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
+        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef,
+                                           pop.net.action.nvec)
         approx_kl = terms[:, APPROX_KL]
         with torch.no_grad():
             if kl_limit is not None:

@@ -56,13 +56,14 @@ class Coefficients:
 
 
 def ppo_objective(head: torch.Tensor, value: torch.Tensor, log_std: torch.Tensor | None,
-                  batch: Minibatch, coef: Coefficients) -> tuple[torch.Tensor, torch.Tensor]:
+                  batch: Minibatch, coef: Coefficients,
+                  nvec: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member loss [P] (differentiable in `head` [P, M, n], `value` [P, M] and `log_std` [P, n]
     for Gaussian policies) and, without a gradient, the `terms` [P, len(TERMS)]: each member's mean
     policy loss, value loss (0.5 squared error, clipped as the loss is), entropy, approximate KL of
     the new policy from the old (mean of (r - 1) - log r) and clip fraction (share of samples with
-    |r - 1| > clip)."""
-    return _Objective.apply(head, value, log_std, batch, coef)
+    |r - 1| > clip). `nvec`: multi-discrete actions [P, M, len(nvec)], one categorical per entry."""
+    return _Objective.apply(head, value, log_std, batch, coef, nvec)
 
 
 def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -72,9 +73,11 @@ def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
 
 class _Objective(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, head, value, log_std, batch: Minibatch, coef: Coefficients):
+    def forward(ctx, head, value, log_std, batch: Minibatch, coef: Coefficients, nvec):
         weight = batch.sample_weight
-        if log_std is None:
+        if nvec is not None:
+            logp, entropy, head_grad = _independent_categoricals(head, batch.actions, nvec)
+        elif log_std is None:
             logp, entropy, head_grad = _categorical(head, batch.actions)
         else:
             logp, entropy, head_grad = _gaussian(head, log_std, batch.actions)
@@ -116,7 +119,7 @@ class _Objective(torch.autograd.Function):
         head_grad, log_std_grad, value_grad = ctx.saved_tensors
         g = grad_loss.view(-1, 1)
         return (head_grad * g.unsqueeze(-1), value_grad * g,
-                None if log_std_grad is None else log_std_grad * g, None, None)
+                None if log_std_grad is None else log_std_grad * g, None, None, None)
 
 
 def _categorical(logits: torch.Tensor, actions: torch.Tensor):
@@ -132,6 +135,21 @@ def _categorical(logits: torch.Tensor, actions: torch.Tensor):
         # holds -entropy_weight * H.
         grad = pi * (entropy_weight.unsqueeze(-1) * (log_pi + entropy.unsqueeze(-1)) - dlogp.unsqueeze(-1))
         return grad.scatter_add_(-1, index, dlogp.unsqueeze(-1)), None
+
+    return logp, entropy, head_grad
+
+
+def _independent_categoricals(logits: torch.Tensor, actions: torch.Tensor, nvec: tuple[int, ...]):
+    """`_categorical` of a product of independent categoricals, one per block of `nvec` logits:
+    log pi(a) and H are the sums of the blocks'. A block's logits reach the loss only through its
+    own log-probability and entropy, and d logp / d logp_i = d H / d H_i = 1, so each block's
+    gradient is its own categorical's, given the same (dL/dlogp, entropy weight)."""
+    blocks = [_categorical(block, actions[..., i]) for i, block in enumerate(logits.split(nvec, -1))]
+    logp = sum(b[0] for b in blocks)
+    entropy = sum(b[1] for b in blocks)
+
+    def head_grad(dlogp: torch.Tensor, entropy_weight: torch.Tensor):
+        return torch.cat([b[2](dlogp, entropy_weight)[0] for b in blocks], dim=-1), None
 
     return logp, entropy, head_grad
 

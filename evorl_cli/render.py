@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from evorl_cli.agent import load_member
+from evorl_cli.config import GivenEnv, to_dataclass
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 
@@ -81,7 +82,8 @@ def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> None:
 def run_render(cfg: DictConfig, console: Console) -> Path:
     if cfg.fps <= 0 or cfg.episodes < 1:
         raise EvorlError("fps and episodes must be positive (e.g. fps=30 episodes=1)")
-    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint)
+    loaded = load_member(cfg.ckpt, cfg.member, cfg.device, cfg.trust_checkpoint,
+                         given=to_dataclass(GivenEnv, cfg.env))
     deterministic = loaded.deterministic if cfg.deterministic is None else bool(cfg.deterministic)
     frames, returns = record_episodes(loaded, cfg.episodes, cfg.seed, deterministic, cfg.max_steps)
     actions = "deterministic" if deterministic else "sampled"

@@ -77,7 +77,7 @@ class RolloutCollector:
         self.env, self.size, self.num_envs, self.steps = env, size, num_envs, steps
         self.device = device
         shape = (steps, size, num_envs)
-        act_shape = shape if env.action.discrete else (*shape, env.action.n)
+        act_shape = (*shape, *env.action.shape)
         act_dtype = torch.long if env.action.discrete else torch.float32
         flat = (steps, size * num_envs)
         self.host = {name: np.zeros(flat, dtype=np.float32) for name in ("rewards", "dones", "starts")}
@@ -189,6 +189,7 @@ class RolloutCollector:
         noise = draw_noise(self.heads.shape, pop.net.action.discrete, gen, self.device)
         log_std = pop.log_std()
         std = None if log_std is None else log_std.exp().unsqueeze(1)
+        nvec = pop.net.action.nvec
         for t in range(self.steps):
             if normalize:
                 host["raw_obs"][t] = self.obs
@@ -196,7 +197,7 @@ class RolloutCollector:
             if self.state is not None:
                 buf.states[t] = self.state
             head, value, state = pop.forward_normalized(obs, self.state)
-            choose(head, noise[t], std, out=buf.actions[t])
+            choose(head, noise[t], std, out=buf.actions[t], nvec=nvec)
             self.heads[t] = head
             buf.values[t] = value
             host["starts"][t] = self.starts
@@ -215,7 +216,7 @@ class RolloutCollector:
                 self.state = state * self._to_members(~done).unsqueeze(-1)
             self.episodes.add(tr.reward, done)
             self.obs = tr.obs
-        buf.logp.copy_(log_prob(self.heads, log_std, buf.actions))
+        buf.logp.copy_(log_prob(self.heads, log_std, buf.actions, nvec))
         buf.last_value.copy_(pop.value_normalized(pop.obs_norm(self._to_members(self.obs)), self.state))
         if self.device.type != "cpu":  # on CPU the buffers are views of the host arrays already
             buf.rewards, buf.dones, buf.starts = (self._host_to_device(n) for n in ("rewards", "dones", "starts"))

@@ -24,6 +24,7 @@ from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.faults import repair_nonfinite
+from evorl_cli.heap import keep_large_blocks_off_the_heap, release_free_memory
 from evorl_cli.fitness import Confirmation, Judge, Purpose, derived_seed, episode_seeds, should_confirm
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
@@ -170,6 +171,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
+    keep_large_blocks_off_the_heap()  # resident memory stays flat over a long run (heap.py)
     device = resolve_device(config.device)
     size, num_envs, evo = config.population.size, config.env.num_envs, config.evolution
     target = resolve_target(config)
@@ -284,6 +286,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 _save_run(checkpoints / f"gen_{state.generation:04d}{ckpt.SUFFIX}", pop, state, recorded, gens,
                           collector)
             progress.update(task, gen=state.generation, best=_best_text(state))
+            release_free_memory()  # what this generation's resized tensors left in the heap
 
     best = state.best_confirmation
     outcome = f"reached target {target:g}" if state.reached_target else "step budget spent"

@@ -52,6 +52,7 @@ TINY = {
                   "ent_coef": {"min": 0.0, "max": 0.05}},
 }
 PENDULUM_ENV = {"name": "pendulum", "id": "Pendulum-v1", "num_envs": 2, "backend": "gymnasium"}
+BITS_ENV = {"name": "bits", "id": "space_envs:MatchBits-v0", "num_envs": 2, "backend": "gymnasium"}  # MultiDiscrete
 
 
 def tiny(**overrides) -> dict:
@@ -133,7 +134,8 @@ def make_trained_population(cfg: dict) -> tuple[Population, object]:
     return pop, config
 
 
-@pytest.mark.parametrize("env", [None, PENDULUM_ENV], ids=["cartpole-discrete", "pendulum-continuous"])
+@pytest.mark.parametrize("env", [None, PENDULUM_ENV, BITS_ENV],
+                         ids=["cartpole-discrete", "pendulum-continuous", "bits-multi-discrete"])
 def test_round_trip_is_exact(tmp_path, env):
     cfg = tiny() if env is None else tiny(env=env)
     pop, config = make_trained_population(cfg)
@@ -164,6 +166,7 @@ def test_round_trip_is_exact(tmp_path, env):
         assert restored.hp[name].dtype.kind == pop.hp[name].dtype.kind, name
     assert restored.net.num_params == pop.net.num_params
     assert restored.net.action.discrete == pop.net.action.discrete and restored.net.action.n == pop.net.action.n
+    assert restored.net.action.nvec == pop.net.action.nvec
     if not pop.net.action.discrete:
         assert np.array_equal(restored.net.action.low, pop.net.action.low)
         assert np.array_equal(restored.net.action.high, pop.net.action.high)
@@ -529,10 +532,14 @@ def test_resume_with_envs_that_cannot_save_their_state_says_so(tmp_path):
 
 def test_resume_rejects_changes_that_make_another_run(trained_run):
     saved = checkpoint.load(trained_run, prefer="latest").meta["config"]
-    for override in ("algo.lr=0.5", "population.size=8", "env=acrobot", "seed=3"):
+    for override in ("algo.lr=0.5", "population.size=8", "env.num_envs=3", "seed=3"):
         with pytest.raises(EvorlError) as exc:
             resumed_config(saved, [override])
         assert_one_line(exc, "cannot change when resuming")
+    for override in ("env=acrobot", "env.id=Acrobot-v1"):  # another env: both are named
+        with pytest.raises(EvorlError) as exc:
+            resumed_config(saved, [override])
+        assert_one_line(exc, f"holds a run on CartPole-v1, not on Acrobot-v1 ({override})")
     assert resumed_config(saved, ["evolution.selection_episodes=3"]).evolution.selection_episodes == 3
 
 

@@ -148,7 +148,10 @@ def test_resume_accepts_budget_changes_but_not_a_different_run():
     saved = {"env": {"id": "CartPole-v1"}, "max_steps": 1000}
     assert resumed_config(saved, ["max_steps=5000", "resume=x"]).max_steps == 5000
     with pytest.raises(EvorlError, match="cannot change when resuming"):
+        resumed_config(saved, ["algo.lr=0.5"])
+    with pytest.raises(EvorlError, match=r"holds a run on CartPole-v1, not on Acrobot-v1 \(env.id=Acrobot-v1\)"):
         resumed_config(saved, ["env.id=Acrobot-v1"])
+    assert resumed_config(saved, ["env.id=CartPole-v1"]).env.id == "CartPole-v1"  # the same env: a check only
 
 
 def test_a_start_value_outside_its_mutation_bounds_is_rejected():

@@ -172,10 +172,10 @@ def test_every_sample_is_used_exactly_once_per_epoch(monkeypatch, recurrent):
                                                                   forward(obs, *a))[1])
     objective = ppo_module.ppo_objective
 
-    def spy(head, value, log_std, minibatch, coef):
+    def spy(head, value, log_std, minibatch, coef, nvec=None):
         w = minibatch.sample_weight
         seen_weight.append(torch.ones_like(minibatch.old_logp) if w is None else w)
-        return objective(head, value, log_std, minibatch, coef)
+        return objective(head, value, log_std, minibatch, coef, nvec)
 
     monkeypatch.setattr(ppo_module, "ppo_objective", spy)
     ppo_update(pop, ro, PPOConfig(max_seq_len=4), torch.Generator().manual_seed(0))

@@ -10,9 +10,16 @@ import torch
 from evorl_cli.ppo_loss import APPROX_KL, Coefficients, Minibatch, ppo_objective
 
 
-def _plain_objective(head, value, log_std, batch: Minibatch, coef: Coefficients):
+NVEC = (3, 2, 4)  # multi-discrete: independent categoricals over blocks of 3, 2 and 4 logits
+
+
+def _plain_objective(head, value, log_std, batch: Minibatch, coef: Coefficients, nvec=None):
     """The textbook objective, written the obvious way, for autograd to differentiate."""
-    if log_std is None:
+    if nvec is not None:  # one torch Categorical per action entry; the joint is their product
+        dists = [torch.distributions.Categorical(logits=block) for block in head.split(nvec, -1)]
+        logp = sum(d.log_prob(batch.actions[..., i]) for i, d in enumerate(dists))
+        entropy = sum(d.entropy() for d in dists)
+    elif log_std is None:
         dist = torch.distributions.Categorical(logits=head)
         logp, entropy = dist.log_prob(batch.actions), dist.entropy()
     else:
@@ -32,17 +39,21 @@ def _plain_objective(head, value, log_std, batch: Minibatch, coef: Coefficients)
     return loss, mean((ratio - 1) - logratio).detach()
 
 
-@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("kind", ["discrete", "multi-discrete", "continuous"])
 @pytest.mark.parametrize("clip_vloss", [False, True], ids=["plain-value", "clipped-value"])
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
-def test_objective_and_gradient_match_autograd(continuous, clip_vloss, masked):
+def test_objective_and_gradient_match_autograd(kind, clip_vloss, masked):
     g = torch.Generator().manual_seed(7)
-    size, samples, n = 3, 64, 2 if continuous else 4
+    continuous, nvec = kind == "continuous", NVEC if kind == "multi-discrete" else None
+    size, samples = 3, 64
+    n = 2 if continuous else sum(NVEC) if nvec else 4
     head = torch.randn(size, samples, n, generator=g, dtype=torch.float64, requires_grad=True)
     value = torch.randn(size, samples, generator=g, dtype=torch.float64, requires_grad=True)
     log_std = (0.3 * torch.randn(size, n, generator=g, dtype=torch.float64)).requires_grad_() if continuous else None
     if continuous:
         actions = torch.randn(size, samples, n, generator=g, dtype=torch.float64)
+    elif nvec:
+        actions = torch.stack([torch.randint(0, k, (size, samples), generator=g) for k in nvec], dim=-1)
     else:
         actions = torch.randint(0, n, (size, samples), generator=g)
     # Old log-probabilities far from the new ones put many ratios outside the clip range, both ways.
@@ -62,10 +73,10 @@ def test_objective_and_gradient_match_autograd(continuous, clip_vloss, masked):
     member_weight = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)  # as the active mask scales them
     inputs = [head, value] + ([log_std] if continuous else [])
 
-    loss, terms = ppo_objective(head, value, log_std, batch, coef)
+    loss, terms = ppo_objective(head, value, log_std, batch, coef, nvec)
     kl = terms[:, APPROX_KL]
     grads = torch.autograd.grad((loss * member_weight).sum(), inputs)
-    want_loss, want_kl = _plain_objective(head, value, log_std, batch, coef)
+    want_loss, want_kl = _plain_objective(head, value, log_std, batch, coef, nvec)
     want_grads = torch.autograd.grad((want_loss * member_weight).sum(), inputs)
 
     torch.testing.assert_close(loss, want_loss)

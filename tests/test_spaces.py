@@ -1,5 +1,6 @@
 """Observation and action spaces: the unsupported ones get one line naming what is supported and
-the fix (and the fix works); Discrete spaces that do not start at 0 are supported."""
+the fix (and the fix works); Discrete spaces that do not start at 0 are supported (MultiDiscrete
+and MultiBinary actions: test_multi_discrete.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ FLATTEN = {"_target_": "gymnasium.wrappers.FlattenObservation"}
 OBSERVATIONS = {"DictObs-v0": 3 + 3, "TupleObs-v0": 3 + 3, "MultiBinaryObs-v0": 4, "MultiDiscreteObs-v0": 3 + 2,
                 "TextObs-v0": 8, "Box4dObs-v0": 16}
 # Action spaces, with the supported space an ActionWrapper should expose instead.
-ACTIONS = {"MultiDiscreteAct-v0": "takes Discrete(9), one action per combination",
-           "MultiBinaryAct-v0": "takes Discrete(8), one action per combination",
+ACTIONS = {"MultiDiscrete2dAct-v0": "takes a 1-D MultiDiscrete of 4 entries reshaped to (2, 2)",
+           "MultiBinary2dAct-v0": "takes a 1-D MultiBinary of 6 entries reshaped to (2, 3)",
            "DictAct-v0": "takes one Discrete or 1-D Box action", "TupleAct-v0": "takes one Discrete or 1-D Box action",
            "TextAct-v0": "takes one Discrete or 1-D Box action",
            "Box2dAct-v0": "takes a 1-D Box of 6 reshaped to (2, 3)"}
@@ -62,13 +63,13 @@ def test_an_unsupported_observation_space_names_the_fix_and_the_fix_works(env_id
 def test_an_unsupported_action_space_names_what_a_wrapper_should_expose(env_id):
     message = _refusal(env_id)
     assert message.startswith(f"env.id={env_id} acts in ") and "which is not supported" in message
-    assert "evorl's PPO acts in Discrete or 1-D Box action spaces" in message
+    assert "evorl's PPO acts in Discrete, 1-D MultiDiscrete, 1-D MultiBinary or 1-D Box action spaces" in message
     assert f"wrap the env in a gymnasium.ActionWrapper of your own that {ACTIONS[env_id]}" in message
 
 
 def test_preflight_refuses_an_unsupported_space_before_anything_is_made(tmp_path):
-    with pytest.raises(EvorlError, match=r"^env.id=space_envs:MultiDiscreteAct-v0 acts in MultiDiscrete\(\[3 3\]\)"):
-        preflight("train", ["env.id=space_envs:MultiDiscreteAct-v0", "env.backend=gymnasium",
+    with pytest.raises(EvorlError, match=r"^env.id=space_envs:MultiDiscrete2dAct-v0 acts in MultiDiscrete\(\[\[3 3\] \[2 2\]\]\)"):
+        preflight("train", ["env.id=space_envs:MultiDiscrete2dAct-v0", "env.backend=gymnasium",
                             f"hydra.run.dir={tmp_path}/run"])
     assert list(tmp_path.iterdir()) == []
 

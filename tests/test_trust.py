@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 from safetensors.torch import save_file
 
@@ -18,7 +19,7 @@ from evorl_cli import checkpoint
 from evorl_cli.agent import load_member
 from evorl_cli.checkpoint import META_KEY
 from evorl_cli.cli import load_resume
-from evorl_cli.config import build_train_config
+from evorl_cli.config import GivenEnv, build_train_config
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.train import train
@@ -89,11 +90,13 @@ def test_a_checkpoint_naming_code_is_refused_and_the_code_never_runs(run, tmp_pa
     monkeypatch.delitem(sys.modules, "hostile_env", raising=False)
     changes, name = hostile_edits(marker)[edit]
     bad = edited(run, tmp_path / "bad", changes)
+    cli_allow = f"add trust_checkpoint=true or give the same {'env.id' if 'id' in changes else 'env.wrappers'} again"
     attempts = [
         (lambda: evorl_cli.load(bad), "pass trust=True to evorl_cli.load"),
         (lambda: evorl_cli.load(bad, member=1), "pass trust=True to evorl_cli.load"),
-        (lambda: load_member(bad), "add trust_checkpoint=true"),  # evorl eval and render
-        (lambda: load_resume(str(bad), [], trusted=False), "add trust_checkpoint=true"),  # evorl train resume=
+        (lambda: load_member(bad), "add trust_checkpoint=true"),
+        (lambda: load_member(bad, given=GivenEnv()), cli_allow),  # evorl eval and render
+        (lambda: load_resume(str(bad), [], trusted=False), cli_allow),  # evorl train resume=
     ]
     for attempt, allow in attempts:
         with pytest.raises(EvorlError) as info:
@@ -160,7 +163,8 @@ def test_the_cli_refuses_and_names_the_flag(run, tmp_path):
         assert proc.returncode == 2, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "hostile.touch_marker" in lines[0], proc.stderr
-        assert lines[0].endswith("if you trust where this file came from, add trust_checkpoint=true"), lines[0]
+        assert lines[0].endswith("if you trust where this file came from, add trust_checkpoint=true or give the same "
+                                 "env.wrappers again"), lines[0]
         assert not marker.exists()
     assert sorted(p.relative_to(bad) for p in bad.rglob("*")) == before, "a refused resume must not write"
     proc = _cli("eval", f"ckpt={bad}", "episodes=2", "trust_checkpoint=true", cwd=tmp_path, marker=marker)
@@ -171,3 +175,51 @@ def test_the_cli_refuses_and_names_the_flag(run, tmp_path):
 def test_trust_checkpoint_without_resume_is_refused():
     with pytest.raises(EvorlError, match="trust_checkpoint=true only applies to resume="):
         build_train_config({**TINY, "trust_checkpoint": True})
+
+
+def test_giving_the_code_again_on_the_command_line_runs_it(run, tmp_path):
+    """The same wrapper list, or the same module:Env id, given again lets eval and resume run that code
+    (the marker appears); a list that differs in any argument, or giving only the id while the
+    wrappers name code, is refused and runs nothing."""
+    marker = tmp_path / "RAN"
+    wrapper = f"env.wrappers=[{{_target_:hostile.touch_marker,path:{marker}}}]"
+    bad = edited(run, tmp_path / "bad", {"wrappers": [{"_target_": "hostile.touch_marker", "path": str(marker)}]})
+    for args, shown in ((["eval", f"ckpt={bad}", "episodes=2", wrapper.replace("RAN", "ELSE")], "not the env.wrappers="),
+                        (["eval", f"ckpt={bad}", "episodes=2", "env.id=CartPole-v1"], "give the same env.wrappers again"),
+                        (["train", f"resume={bad}", "max_steps=256", wrapper.replace("}]", ",extra:1}]")],
+                         "not the env.wrappers=")):
+        proc = _cli(*args, cwd=tmp_path, marker=marker)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and shown in lines[0], proc.stderr
+        assert not marker.exists() and not (tmp_path / "ELSE").exists()
+    proc = _cli("eval", f"ckpt={bad}", "episodes=2", "env.id=CartPole-v1", wrapper, cwd=tmp_path, marker=marker)
+    assert proc.returncode == 0 and "mean return" in proc.stdout, proc.stderr
+    assert marker.exists()
+
+    env_marker = tmp_path / "IMPORTED"
+    by_id = edited(run, tmp_path / "by_id", {"id": "hostile_env:Hostile-v0"})
+    proc = _cli("eval", f"ckpt={by_id}", "episodes=2", cwd=tmp_path, marker=env_marker)
+    assert proc.returncode == 2 and "give the same env.id again" in proc.stderr and not env_marker.exists()
+    proc = _cli("train", f"resume={by_id}", "max_steps=384", "env.id=hostile_env:Hostile-v0", cwd=tmp_path,
+                marker=env_marker)
+    assert proc.returncode == 0, proc.stderr
+    assert env_marker.exists()
+    assert checkpoint.load(by_id, prefer="latest").meta["state"]["generation"] == 3  # it resumed and trained on
+
+
+def test_a_checkpoint_of_another_env_than_the_one_given_is_refused(run):
+    """eval and render (load_member) and resume name both envs; the checkpoint's own env is a check
+    that passes, and the member then acts as without it."""
+    for attempt, named in ((lambda: load_member(run, given=GivenEnv(id="Acrobot-v1")), "(env.id=Acrobot-v1)"),
+                           (lambda: load_resume(str(run), ["env.id=Acrobot-v1"], trusted=False), "(env.id=Acrobot-v1)"),
+                           (lambda: load_resume(str(run), ["env=acrobot"], trusted=False), "(env=acrobot)")):
+        with pytest.raises(EvorlError) as info:
+            attempt()
+        message = str(info.value)
+        assert "\n" not in message and f"holds a run on CartPole-v1, not on Acrobot-v1 {named}" in message, message
+    expected = load_member(run, given=GivenEnv(id="CartPole-v1", wrappers=[]))
+    plain = load_member(run)
+    obs = torch.randn(1, 5, 4)
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(expected.population.act(obs, gen_a, True, None).action,
+                       plain.population.act(obs, gen_b, True, None).action)

@@ -104,7 +104,7 @@ def describe_space(space: gym.Space, limit: int = 80) -> str:
 
 
 SUPPORTED_OBS = "evorl reads Box observations (vectors, or images of 2-3 dims) and Discrete ones"
-SUPPORTED_ACTIONS = "evorl's PPO acts in Discrete or 1-D Box action spaces"
+SUPPORTED_ACTIONS = "evorl's PPO acts in Discrete, 1-D MultiDiscrete, 1-D MultiBinary or 1-D Box action spaces"
 
 
 def observation_encoder(space: gym.Space, channels_last: bool = False, env_id: str = "?") -> ObsEncoder:
@@ -144,14 +144,18 @@ def action_spec(space: gym.Space, env_id: str = "?") -> ActionSpec:
     """What the policy head produces for a supported action space; a one-line EvorlError otherwise."""
     if isinstance(space, spaces.Discrete):
         return ActionSpec(discrete=True, n=int(space.n))
+    # One independent categorical per entry (a MultiBinary entry: a choice of 2).
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
+        return ActionSpec(discrete=True, n=int(space.nvec.sum()), nvec=tuple(int(k) for k in space.nvec))
+    if isinstance(space, spaces.MultiBinary) and np.ndim(space.n) == 0:
+        return ActionSpec(discrete=True, n=2 * int(space.n), nvec=(2,) * int(space.n))
     if isinstance(space, spaces.Box) and len(space.shape) == 1:
         return ActionSpec(discrete=False, n=int(space.shape[0]), low=space.low.astype(np.float32),
                           high=space.high.astype(np.float32))
     # The fix: an ActionWrapper that exposes one supported space and decodes it into this one.
-    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
-        exposed = f"Discrete({int(np.prod(space.nvec))}), one action per combination"
-    elif isinstance(space, spaces.MultiBinary) and np.ndim(space.n) == 0:
-        exposed = f"Discrete({2 ** int(space.n)}), one action per combination"
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        exposed = (f"a 1-D {type(space).__name__} of {int(np.prod(space.shape, dtype=np.int64))} entries "
+                   f"reshaped to {space.shape}")
     elif isinstance(space, spaces.Box):
         exposed = f"a 1-D Box of {int(np.prod(space.shape, dtype=np.int64))} reshaped to {space.shape}"
     else:
@@ -188,7 +192,8 @@ class EnvBatch:
         self.action = action_spec(self.env.single_action_space, cfg.id)
         space = self.env.single_action_space
         # Discrete actions are indices 0..n-1 to the policy; the env's may start elsewhere.
-        self._action_start = int(space.start) if isinstance(space, spaces.Discrete) else 0
+        start = getattr(space, "start", 0) if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)) else 0
+        self._action_start = np.asarray(start, dtype=np.int64) if np.any(start) else None
         self._obs_mask = None
         if cfg.mask_indices:
             bad = [i for i in cfg.mask_indices if not -self.obs_dim <= i < self.obs_dim]
@@ -291,7 +296,7 @@ class EnvBatch:
         discrete indices shifted to where the env's Discrete space starts."""
         if not self.action.discrete:
             return np.clip(actions, self.action.low, self.action.high)
-        return actions + self._action_start if self._action_start else actions
+        return actions if self._action_start is None else actions + self._action_start
 
     def step(self, actions: np.ndarray) -> Transition:
         try:

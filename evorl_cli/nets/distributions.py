@@ -1,6 +1,8 @@
 """Action distributions over the population's head outputs, written as plain tensor ops.
 
-Discrete: a categorical over logits. Continuous: a diagonal Gaussian with a state-independent,
+Discrete: a categorical over logits. Multi-discrete (`nvec`, e.g. (3, 2) for MultiDiscrete([3, 2])):
+independent categoricals, one per action entry, over consecutive blocks of the logits; the joint
+log-probability is the sum of theirs. Continuous: a diagonal Gaussian with a state-independent,
 per-member log-std. Plain ops (rather than `torch.distributions` objects) keep the per-step
 overhead low and take an explicit generator, so sampling is reproducible.
 
@@ -28,19 +30,26 @@ def draw_noise(shape: tuple[int, ...], discrete: bool, gen: torch.Generator, dev
 
 
 def choose(head: torch.Tensor, noise: torch.Tensor | None, std: torch.Tensor | None,
-           out: torch.Tensor | None = None) -> torch.Tensor:
+           out: torch.Tensor | None = None, nvec: tuple[int, ...] | None = None) -> torch.Tensor:
     """Actions from head outputs [..., n] and `draw_noise` noise (None: the most likely action).
-    `std` [P, 1, n] for Gaussian policies, None for discrete ones."""
+    `std` [P, 1, n] for Gaussian policies, None for discrete ones; `nvec` for multi-discrete ones
+    (actions [..., len(nvec)])."""
     if std is None:
         scores = head if noise is None else head + noise
+        if nvec is not None:  # each entry's argmax over its own block (Gumbel: an exact sample per entry)
+            return torch.stack([block.argmax(-1) for block in scores.split(nvec, -1)], dim=-1, out=out)
         return torch.argmax(scores, dim=-1, out=out)
     if noise is None:
         return head if out is None else out.copy_(head)
     return torch.addcmul(head, noise, std, out=out)
 
 
-def log_prob(head: torch.Tensor, log_std: torch.Tensor | None, action: torch.Tensor) -> torch.Tensor:
-    """Log-probability of `action` under head outputs [..., P, B, n]; `log_std` [P, n] or None."""
+def log_prob(head: torch.Tensor, log_std: torch.Tensor | None, action: torch.Tensor,
+             nvec: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Log-probability of `action` under head outputs [..., P, B, n]; `log_std` [P, n] or None;
+    `nvec`: multi-discrete (the sum over the action's entries)."""
+    if nvec is not None:
+        return sum(log_prob(block, None, action[..., i]) for i, block in enumerate(head.split(nvec, -1)))
     if log_std is None:
         return torch.log_softmax(head, dim=-1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
     return gaussian_terms(head, log_std, action)[0]
@@ -57,9 +66,10 @@ def gaussian_terms(mean: torch.Tensor, log_std: torch.Tensor,
 
 
 def sample(head: torch.Tensor, log_std: torch.Tensor | None, gen: torch.Generator,
-           deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw actions and their log-probabilities. `head` [P, B, n]; `log_std` [P, n] or None (discrete)."""
+           deterministic: bool = False, nvec: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw actions and their log-probabilities. `head` [P, B, n]; `log_std` [P, n] or None (discrete);
+    `nvec`: multi-discrete."""
     std = None if log_std is None else log_std.exp().unsqueeze(1)
     noise = None if deterministic else draw_noise(head.shape, log_std is None, gen, head.device)
-    action = choose(head, noise, std)
-    return action, log_prob(head, log_std, action)
+    action = choose(head, noise, std, nvec=nvec)
+    return action, log_prob(head, log_std, action, nvec)

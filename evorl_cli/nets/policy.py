@@ -27,12 +27,22 @@ VALUE_HEAD_GAIN = 1.0
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """What the policy head must produce: `n` logits (discrete) or an `n`-dim Gaussian mean."""
+    """What the policy head must produce: `n` logits (discrete) or an `n`-dim Gaussian mean.
+    Multi-discrete actions (MultiDiscrete, MultiBinary) are discrete with `nvec`, the choices of
+    each entry: `n` = sum(nvec) logits, one block per entry (distributions.py)."""
 
     discrete: bool
     n: int
     low: np.ndarray | None = None  # continuous bounds, used to clip actions sent to the env
     high: np.ndarray | None = None
+    nvec: tuple[int, ...] | None = None  # multi-discrete: choices per action entry
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One action's shape: () for a Discrete index, (len(nvec),) or (n,) otherwise."""
+        if self.discrete:
+            return () if self.nvec is None else (len(self.nvec),)
+        return (self.n,)
 
 
 @dataclass(frozen=True)
