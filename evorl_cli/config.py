@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from evorl_cli import loggers as logger_backends
 from evorl_cli.errors import EvorlError
 from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, lookup  # noqa: F401  (re-exported)
+from evorl_cli.schedule import LR_SCHEDULES
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
 
@@ -50,6 +51,7 @@ class PPOConfig:
     name: str = "ppo"
     rollout_steps: int = 128  # steps per env between updates
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | linear: each member's lr times 1 - training steps / max_steps
     batch_size: int = 128  # env steps per minibatch (recurrent nets: whole sequences, batch_size // seq length)
     update_epochs: int = 4
     gamma: float = 0.99
@@ -331,6 +333,7 @@ def validate(c: TrainConfig) -> None:
              f"env.backend={c.env.backend}: use auto, numpy, gymnasium or envpool")
     _require(c.env.vector in ("sync", "async"), f"env.vector={c.env.vector}: use sync or async")
     _require(a.rollout_steps >= 1, f"algo.rollout_steps={a.rollout_steps}: must be at least 1")
+    _require(a.lr_schedule in LR_SCHEDULES, f"algo.lr_schedule={a.lr_schedule}: use {' or '.join(LR_SCHEDULES)}")
     _require(a.bptt in ("chunked", "overlap", "whole"), f"algo.bptt={a.bptt}: use chunked, overlap or whole")
     if n.recurrent and a.bptt != "whole":
         _require(a.max_seq_len >= 2 and a.rollout_steps % a.max_seq_len == 0 and

@@ -150,8 +150,10 @@ def minibatch_sizes(batch: np.ndarray, samples: int, k: int) -> np.ndarray:
     return np.clip(samples - k * batch, 0, batch)
 
 
-def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator) -> UpdateStats:
-    """Train every member on its share of `ro`: epochs x shuffled minibatches of its own size."""
+def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator,
+               lr_factor: float = 1.0) -> UpdateStats:
+    """Train every member on its share of `ro`: epochs x shuffled minibatches of its own size, each
+    member at its own lr times `lr_factor` (the run's lr schedule, `evorl_cli.schedule`)."""
     device = pop.device
     # Rewards in the units the value function learns: scaled per member, plus truncation bootstraps
     # (already value-sized).
@@ -170,7 +172,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
 
     # batch_size counts env steps; a recurrent minibatch holds that many steps in whole sequences.
     batch = np.maximum(1, pop.hp["batch_size"] // length)
-    lr = pop.hp_tensor("lr")
+    lr = pop.hp_tensor("lr") * lr_factor
     coef = Coefficients(pop.hp_tensor("clip_coef").view(-1, 1), pop.hp_tensor("ent_coef"), pop.hp_tensor("vf_coef"),
                         cfg.clip_vloss)
     max_norm = pop.hp_tensor("max_grad_norm")

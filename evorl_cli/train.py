@@ -32,6 +32,7 @@ from evorl_cli.population import Population
 from evorl_cli.ppo import UpdateStats, ppo_update
 from evorl_cli.records import GenerationRecord, LoggerContext, Loggers, plot_on_finish, summary_panel
 from evorl_cli.rollout import RolloutCollector, members_first
+from evorl_cli.schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
                 rollout = collector.collect(pop, gens.torch)
                 if pop.reward_scale.enabled:
                     pop.reward_scale.update(members_first(rollout.returns_seen))
-                updates.append(ppo_update(pop, rollout, config.algo, gens.torch))
+                lr_scale = lr_factor(config.algo.lr_schedule, state.env_steps, config.max_steps)
+                updates.append(ppo_update(pop, rollout, config.algo, gens.torch, lr_scale))
                 for member, donor in repair_nonfinite(pop, [h[-1] if h else math.nan for h in state.history]):
                     state.mutations[member] += f"; diverged (NaN), replaced by a copy of {donor}"  # table, csv
                 if pop.obs_norm.enabled:

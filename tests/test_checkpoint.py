@@ -571,6 +571,44 @@ def test_resume_after_interrupt_between_metrics_and_checkpoint(tmp_path, monkeyp
     assert len(keys) == len(set(keys)), f"duplicate metrics rows after resume: {keys}"
 
 
+def test_resume_continues_the_lr_schedule_exactly(tmp_path, monkeypatch):
+    """algo.lr_schedule=linear anneals by the run's training steps, which the checkpoint holds: a run
+    interrupted after generation 1 and resumed equals one that ran straight through, and the
+    annealing acted (the run differs from a constant-lr one)."""
+    import evorl_cli.train as train_module
+
+    cfg = {**RESUME_CFG, "max_steps": 1024, "algo": {**RESUME_CFG.get("algo", {}), "lr_schedule": "linear"}}
+    straight = train(build_train_config(cfg), tmp_path / "a", quiet())
+    constant = train(build_train_config({**cfg, "algo": {**cfg["algo"], "lr_schedule": "constant"}}),
+                     tmp_path / "c", quiet())
+
+    real_save_run = train_module._save_run
+    calls = []
+
+    def save_run_then_interrupt(path, *args, **kwargs):
+        real_save_run(path, *args, **kwargs)
+        calls.append(path)
+        if len(calls) == 3:  # 1: initial checkpoint; 2, 3: ends of generations 0 and 1
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_run", save_run_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(build_train_config(cfg), tmp_path / "b", quiet())
+    monkeypatch.undo()
+    ckpt = checkpoint.load(tmp_path / "b", prefer="latest")
+    assert ckpt.meta["state"]["generation"] == 2
+    resumed = train(resumed_config(ckpt.meta["config"], []), tmp_path / "b", quiet(), resume=ckpt)
+    assert resumed.env_steps == straight.env_steps == 1024
+    a = checkpoint.load(tmp_path / "a" / "checkpoints" / "latest.safetensors")
+    b = checkpoint.load(tmp_path / "b" / "checkpoints" / "latest.safetensors")
+    c = checkpoint.load(tmp_path / "c" / "checkpoints" / "latest.safetensors")
+    for key in a.tensors:
+        assert torch.equal(a.tensors[key], b.tensors[key]), f"{key} differs after resume"
+    assert not torch.equal(a.tensors["params"], c.tensors["params"])
+    assert _rows_without_wall_time(tmp_path / "a" / "metrics.csv") == _rows_without_wall_time(tmp_path / "b" / "metrics.csv")
+    assert constant.env_steps == 1024
+
+
 def test_load_builds_observations_as_the_run_did(tmp_path):
     """A run whose env needs a wrapper (Blackjack's Tuple observation, flattened) loads and acts."""
     import gymnasium as gym

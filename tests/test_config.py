@@ -54,6 +54,7 @@ def test_env_files_tune_algo_after_the_algo_defaults():
     ({"net.activation": "swish"}, "net.activation"),
     ({"net.hidden_sizes": [512]}, "max_width"),
     ({"algo.gamma": 1.5}, "algo.gamma"),
+    ({"algo.lr_schedule": "cosine"}, r"algo.lr_schedule=cosine: use constant or linear"),
 ])
 def test_bad_values_raise_one_clear_error(overrides, message):
     with pytest.raises(EvorlError, match=message) as info:

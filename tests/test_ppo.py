@@ -13,6 +13,7 @@ from evorl_cli.config import PPOConfig
 from evorl_cli import ppo as ppo_module
 from evorl_cli.ppo import SequencePlan, compute_gae, ppo_update
 from evorl_cli.rollout import Rollout
+from evorl_cli.schedule import lr_factor
 
 
 def test_gae_matches_hand_computation():
@@ -55,12 +56,12 @@ def _rollout(pop, steps: int, envs: int, seed: int) -> Rollout:
                    states=torch.stack(states) if states else None)
 
 
-def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor]) -> NarrowNet:
+def _reference_update(pop, p, ro, cfg: PPOConfig, perms: list[torch.Tensor], lr_factor: float = 1.0) -> NarrowNet:
     """Member p trained on its own with plain torch: the textbook PPO loop over the same units
-    (single steps, or BPTT sequences replayed from their stored state)."""
+    (single steps, or BPTT sequences replayed from their stored state), at `lr_factor` times its lr."""
     net = NarrowNet(pop, p)
     hp = pop.hyperparameters(p)
-    opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], eps=1e-5)
+    opt = torch.optim.Adam(net.parameters(), lr=hp["lr"] * lr_factor, eps=1e-5)
     scale = float(pop.reward_scale.scale()[p])  # the member's reward scaling (1 when off)
     rewards = ro.rewards[:, p:p + 1] * scale + ro.bootstrap[:, p:p + 1]
     adv_all, ret_all = compute_gae(rewards, ro.values[:, p:p + 1], ro.dones[:, p:p + 1],
@@ -111,7 +112,8 @@ VARIED_HPS = {"batch_size": [8, 16, 32], "update_epochs": [2, 3, 1], "lr": [1e-3
               "max_grad_norm": [0.5, 0.05, 10.0], "gamma": [0.99, 0.9, 0.95], "gae_lambda": [0.95, 0.8, 1.0]}
 
 
-def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, envs: int = 4) -> None:
+def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, envs: int = 4,
+                                lr_factor: float = 1.0) -> None:
     """Run one batched update and, for every member, the reference update alone; compare weights."""
     for name, values in hps.items():
         pop.hp[name] = np.array(values, dtype=pop.hp[name].dtype)
@@ -119,7 +121,7 @@ def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, 
     pop.reward_scale.var = torch.tensor([4.0, 0.25, 1.0])[: pop.size]
     ro = _rollout(pop, steps=steps, envs=envs, seed=1)
     before = pop.params.detach().clone()
-    ppo_update(pop, ro, cfg, torch.Generator().manual_seed(123))
+    ppo_update(pop, ro, cfg, torch.Generator().manual_seed(123), lr_factor)
 
     # The batched loop draws one permutation per member per epoch; replay the same draws.
     plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, torch.device("cpu"))
@@ -127,7 +129,7 @@ def assert_batched_equals_alone(pop, cfg: PPOConfig, hps: dict, steps: int = 8, 
     perms = [torch.stack([torch.randperm(len(plan.env), generator=replay) for _ in range(pop.size)])
              for _ in range(max(hps["update_epochs"]))]
     for p in range(pop.size):
-        reference = _reference_update(_with_params(pop, before), p, ro, cfg, perms)
+        reference = _reference_update(_with_params(pop, before), p, ro, cfg, perms, lr_factor)
         for got, want in zip(NarrowNet.narrow_of(pop, p), reference.in_layout()):
             assert got.shape == want.shape
             assert torch.allclose(got, want.detach(), atol=3e-5, rtol=1e-4), f"member {p} differs"
@@ -141,6 +143,22 @@ def test_batched_update_equals_each_member_alone(action, share_encoder):
     for p in range(pop.size):  # units a member does not use stay exactly zero
         active = sum(t.numel() for t in NarrowNet(pop, p).parameters())
         assert int((pop.params[p] != 0).sum()) <= active
+
+
+def test_lr_schedule_factors_by_hand():
+    """constant: always 1; linear: 1 - steps / budget (SB3's lin_<lr>), 0 once the budget is spent."""
+    assert [lr_factor("constant", s, 2_000_000) for s in (0, 1_000_000, 2_000_000)] == [1.0, 1.0, 1.0]
+    assert [lr_factor("linear", s, 2_000_000) for s in (0, 500_000, 1_500_000, 2_000_000, 2_100_000)] == \
+        [1.0, 0.75, 0.25, 0.0, 0.0]
+
+
+def test_lr_schedule_factor_scales_every_members_own_lr():
+    """An annealed update (factor 0.3) equals each member trained alone by torch.optim.Adam at 0.3
+    times its own lr; and it is not the unscaled update (the factor acts)."""
+    annealed, plain = varied_population(CONTINUOUS), varied_population(CONTINUOUS)
+    assert_batched_equals_alone(annealed, PPOConfig(), VARIED_HPS, lr_factor=0.3)
+    assert_batched_equals_alone(plain, PPOConfig(), VARIED_HPS)
+    assert not torch.allclose(annealed.params, plain.params, atol=1e-4)
 
 
 # Batch sizes that do not divide the 32 units of an 8-step x 4-env rollout: 12 + 12 + 8, 32, 7 x 4 + 4.
