@@ -54,17 +54,18 @@ class Population:
         self.params = params.detach()
         self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
         self._leaves = list(self.views.values())
-        self._step_params_cache: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._step_params_cache: tuple[tuple, dict[str, torch.Tensor]] | None = None
 
     def _step_params(self) -> dict[str, torch.Tensor] | None:
         """`PolicyNet.step_params` for passes without autograd (rollouts, evaluation), made once per
         parameter change: every optimiser step or mutation writes `params` in place, which bumps
-        its version counter. With autograd on, the forward pass reads the parameters (None)."""
+        its version counter (and per set of masks: width buckets change with the architecture).
+        With autograd on, the forward pass reads the parameters (None)."""
         if torch.is_grad_enabled():
             return None
-        version = self.params._version
-        if self._step_params_cache is None or self._step_params_cache[0] != version:
-            self._step_params_cache = (version, self.net.step_params(self.views))
+        key = (self.params._version, id(self.masks))
+        if self._step_params_cache is None or self._step_params_cache[0] != key:
+            self._step_params_cache = (key, self.net.step_params(self.views, self.masks))
         return self._step_params_cache[1]
 
     def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,8 @@ class Population:
 
     def _compile_masks(self) -> ArchMasks:
         """Masks of the current architecture for the current layout, for every tower's members."""
-        return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers)
+        return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers,
+                                 self.net.net_cfg.width_buckets)
 
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""
