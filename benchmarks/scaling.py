@@ -75,7 +75,7 @@ def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | 
             "train_steps_per_second": result.env_steps / elapsed, "peak_mib": memory_mib()[1]}
 
 
-def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
+def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int, buckets: int = 2):
     """A timer: seconds per member for `rollouts` rollouts + PPO updates + selection episodes of a
     fixed population whose member p has two hidden layers of `widths[p % len(widths)]` units."""
     import torch
@@ -88,7 +88,8 @@ def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
     from evorl_cli.rollout import RolloutCollector
 
     widest = max(widths)
-    config = _config([f"population.size={size}", f"env.num_envs={envs}", f"net.hidden_sizes=[{widest},{widest}]"])
+    config = _config([f"population.size={size}", f"env.num_envs={envs}", f"net.hidden_sizes=[{widest},{widest}]",
+                      f"net.width_buckets={buckets}"])
     env = EnvBatch(config.env, size * envs, purpose="training")
     gen = torch.Generator().manual_seed(0)
     pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), gen, env.image)
@@ -113,8 +114,10 @@ def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
 
 
 def widths_case(size: int, envs: int, rollouts: int, repeats: int) -> None:
-    cases = {"all 64": [64], "all 256": [256], "half 64, half 256": [64, 256]}
-    timers = {name: _fixed_widths(size, widths, envs, rollouts) for name, widths in cases.items()}
+    cases = {"all 64": ([64], 2), "all 256": ([256], 2), "half 64, half 256": ([64, 256], 2),
+             "same, padded (1 bucket)": ([64, 256], 1), "half 64, half 128": ([64, 128], 2),
+             "same, padded": ([64, 128], 1)}
+    timers = {name: _fixed_widths(size, widths, envs, rollouts, buckets) for name, (widths, buckets) in cases.items()}
     # Interleaved, best of `repeats`: a shared machine's load hits every case alike.
     seconds = {name: float("inf") for name in cases}
     for repeat in range(repeats):
@@ -122,9 +125,10 @@ def widths_case(size: int, envs: int, rollouts: int, repeats: int) -> None:
             seconds[name] = min(seconds[name], timed(repeat))
     midpoint = (seconds["all 64"] + seconds["all 256"]) / 2
     print(f"mixed widths · {size} members · {envs} envs each · {rollouts} rollouts + updates + selection episodes")
-    print(f"{'case':>20} {'s/member':>10} {'vs midpoint':>12}")
+    print(f"{'case':>24} {'s/member':>10} {'vs midpoint':>12}")
     for name, value in seconds.items():
-        print(f"{name:>20} {value:>10.3f} {value / midpoint:>11.2f}x")
+        print(f"{name:>24} {value:>10.3f} {value / midpoint:>11.2f}x")
+    print("(midpoint: of all-64 and all-256; half-64-half-128 is for the bucket rule, not the target)")
     print("target: half-and-half <= 1.20x the midpoint of all-64 and all-256 (issue 15)")
 
 

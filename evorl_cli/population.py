@@ -157,6 +157,18 @@ class Population:
         sub.gather(np.asarray(idx, dtype=np.int64))  # every gather replaces tensors, never writes into them
         return sub
 
+    def rows(self, start: int, stop: int) -> "Population":
+        """Members start..stop-1 as a population sharing this one's storage: what an optimiser step
+        writes there (parameters, Adam's moments) lands in this population. For passes that need
+        only part of the batch at a time (`ppo.UPDATE_SLICE`); it is not for selection."""
+        part = copy.copy(self)
+        part.adam = self.adam.rows(start, stop)
+        part.hp = {k: v[start:stop] for k, v in self.hp.items()}
+        part.arch = self.arch.gather(np.arange(start, min(stop, self.size)))
+        part._set_params(self.params.detach()[start:stop])
+        part.masks = part._compile_masks()
+        return part
+
     def needed_capacity(self) -> Capacity:
         return Capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()), int(self.arch.hidden.max()))
 
