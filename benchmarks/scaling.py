@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py                          # P = 1 4 16 64 256, Acrobot MLP, 8 envs each
     python benchmarks/scaling.py --sizes 1 16 64 --generations 2 --evo-steps 2048
+    python benchmarks/scaling.py --sizes 16 64 256 --generations 2 --set torch_threads=1 net.width_buckets=1
     python benchmarks/scaling.py --widths                 # half at 64 units, half at 256, beside all-64 and all-256
     python benchmarks/scaling.py --long                   # s/generation early vs late in a 2M-step run (minutes)
     python benchmarks/scaling.py --long --long-baseline   # ... and the same run with add-only architecture search
@@ -53,7 +54,7 @@ def _whole_generations(config, generations: int) -> None:
     config.max_steps = generations * size * envs * steps * -(-config.evolution.evo_steps // (envs * steps))
 
 
-def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | None) -> dict:
+def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | None, extra: list[str]) -> dict:
     """Train `generations` generations (no early stop) and return the figures of this size."""
     from rich.console import Console
 
@@ -63,7 +64,7 @@ def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | 
                  f"evolution.tournament_size={min(2, size)}", "env.target=1e9"]  # never stop early
     if evo_steps:
         overrides.append(f"evolution.evo_steps={evo_steps}")
-    config = _config(overrides)
+    config = _config(overrides + extra)
     _whole_generations(config, generations)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
@@ -180,11 +181,13 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="the long-run case instead of the population scan")
     parser.add_argument("--long-baseline", action="store_true", help="with --long: also the add-only run")
     parser.add_argument("--max-steps", type=int, default=2_000_000, help="with --long: the training budget")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for the population scan, e.g. torch_threads=1 net.width_buckets=1")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--long-one", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one_size(args.env, args.one, args.envs, args.generations, args.evo_steps)))
+        print(json.dumps(one_size(args.env, args.one, args.envs, args.generations, args.evo_steps, args.set)))
         return
     if args.long_one is not None:
         print(json.dumps(long_run(args.long_one, args.max_steps)))
@@ -210,13 +213,13 @@ def main() -> None:
 
     rows = []
     for size in sorted(set(args.sizes) | {1}):
-        extra = ["--evo-steps", str(args.evo_steps)] if args.evo_steps else []
+        extra = (["--evo-steps", str(args.evo_steps)] if args.evo_steps else []) + (["--set", *args.set] if args.set else [])
         rows.append(_in_process(["--one", str(size), "--env", args.env, "--envs", str(args.envs),
                                  "--generations", str(args.generations), *extra]))
     single = next(r for r in rows if r["size"] == 1)["seconds_per_generation"]
     ref = next((r for r in rows if r["size"] == 16), None)
     print(f"{args.env} · {args.envs} envs per member · {args.generations} generations per size · "
-          "env-steps count training + evaluation")
+          "env-steps count training + evaluation" + (f" · {' '.join(args.set)}" if args.set else ""))
     print(f"{'members':>7} {'s/gen':>7} {'env-steps/s':>11} {'train/s':>8} {'eval share':>10} {'peak MiB':>8} "
           f"{'1-by-1 s/gen':>12} {'speed-up':>8} {'vs P=16':>7}")
     for r in rows:

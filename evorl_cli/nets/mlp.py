@@ -111,6 +111,10 @@ class MLPEncoder:
         self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, old:new] = block
         self.layout.view(row, f"{self.prefix}.b{layer}")[old:new] = 0.0
 
+    def cut_inputs(self, row: torch.Tensor, new: int) -> None:
+        """Layer 0 reads only its first `new` input features (a recurrent core that shrank)."""
+        self.layout.view(row, f"{self.prefix}.w0")[new:, :] = 0.0
+
     def shrink_units(self, row: torch.Tensor, layer: int, new: int) -> None:
         """Switch off units [new, max) of `layer`, zeroing what feeds them and what they feed."""
         self.layout.view(row, f"{self.prefix}.w{layer}")[:, new:] = 0.0
