@@ -54,7 +54,7 @@ class Population:
         self.params = params.detach()
         self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
         self._leaves = list(self.views.values())
-        self._step_params_cache: tuple[tuple, dict[str, torch.Tensor]] | None = None
+        self._step_params_cache: tuple[int, ArchMasks, dict[str, torch.Tensor]] | None = None
 
     def _step_params(self) -> dict[str, torch.Tensor] | None:
         """`PolicyNet.step_params` for passes without autograd (rollouts, evaluation), made once per
@@ -63,10 +63,10 @@ class Population:
         With autograd on, the forward pass reads the parameters (None)."""
         if torch.is_grad_enabled():
             return None
-        key = (self.params._version, id(self.masks))
-        if self._step_params_cache is None or self._step_params_cache[0] != key:
-            self._step_params_cache = (key, self.net.step_params(self.views, self.masks))
-        return self._step_params_cache[1]
+        version, cache = self.params._version, self._step_params_cache
+        if cache is None or cache[0] != version or cache[1] is not self.masks:
+            self._step_params_cache = cache = (version, self.masks, self.net.step_params(self.views, self.masks))
+        return cache[2]
 
     def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
         """d loss / d params as one [P, N] tensor, in the layout's order."""

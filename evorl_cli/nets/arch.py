@@ -158,10 +158,6 @@ class ArchMasks:
                   for a in present]
         return cls(depth, width, unit_mask, layer_on, groups)
 
-    def bucket_key(self) -> tuple:
-        """What identifies the buckets (for caches of per-bucket weight blocks)."""
-        return () if self.buckets is None else tuple((b.width, b.depth, id(b.members)) for b in self.buckets)
-
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         """Apply each member's own activation (one op when the population agrees). With several,
         each function runs on its own members' rows only (`_grouped`)."""
