@@ -15,7 +15,9 @@ steps; the baseline is member by member: P generations of a population of one, b
 Mixed widths: one population of `--width-size` members with the widths fixed (no selection, no
 mutation, so the mix cannot drift), timing what a generation does per member: rollouts, PPO
 updates and the selection episodes. The target: half-and-half costs at most the midpoint of
-all-64 and all-256, plus 20%.
+all-64 and all-256, plus 20%. The mixes run twice, in width buckets (the default
+`net.width_buckets=2`) and as one batch padded to the widest member (`net.width_buckets=1`), and
+half-64-half-128 checks the bucket rule (a 2x split) where the saving is smallest.
 
 Long run: `evorl train env=acrobot env.target=1e9 max_steps=2000000 seed=0` with the default
 mutations; seconds per generation over generations 10-19 and 110-119 (or the last ten, when the
