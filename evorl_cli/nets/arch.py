@@ -99,9 +99,10 @@ class Architecture:
 
 
 # Members whose widest layers differ by this factor or more may run in separate buckets. A bucket
-# costs its own ops per layer (on 2 cores some 10-20 us each, whatever their size), so splitting pays
-# only where the narrow members save more arithmetic than that: 64 beside 256 units saves 15/16 of
-# the narrow members' matmuls; 64 beside 96 would save too little to pay for the extra ops.
+# costs its own ops per layer whatever its size, so splitting pays only where the narrow members
+# save more arithmetic than that. Measured on 2 cores (`benchmarks/scaling.py --widths`, 8 members):
+# half at 64 and half at 256 units cost 1.16x the midpoint of all-64 and all-256 in buckets, 1.83x
+# padded; half at 64 and half at 128 cost the same either way, so a 2x gap is where it starts to pay.
 BUCKET_RATIO = 2.0
 
 
