@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py                          # P = 1 4 16 64 256, Acrobot MLP, 8 envs each
     python benchmarks/scaling.py --sizes 1 16 64 --generations 2 --evo-steps 2048
+    python benchmarks/scaling.py --sizes 16 64 256 --generations 2 --set torch_threads=1 net.width_buckets=1
     python benchmarks/scaling.py --widths                 # half at 64 units, half at 256, beside all-64 and all-256
     python benchmarks/scaling.py --long                   # s/generation early vs late in a 2M-step run (minutes)
     python benchmarks/scaling.py --long --long-baseline   # ... and the same run with add-only architecture search
@@ -14,7 +15,9 @@ steps; the baseline is member by member: P generations of a population of one, b
 Mixed widths: one population of `--width-size` members with the widths fixed (no selection, no
 mutation, so the mix cannot drift), timing what a generation does per member: rollouts, PPO
 updates and the selection episodes. The target: half-and-half costs at most the midpoint of
-all-64 and all-256, plus 20%.
+all-64 and all-256, plus 20%. The mixes run twice, in width buckets (the default
+`net.width_buckets=2`) and as one batch padded to the widest member (`net.width_buckets=1`), and
+half-64-half-128 checks the bucket rule (a 2x split) where the saving is smallest.
 
 Long run: `evorl train env=acrobot env.target=1e9 max_steps=2000000 seed=0` with the default
 mutations; seconds per generation over generations 10-19 and 110-119 (or the last ten, when the
@@ -53,7 +56,7 @@ def _whole_generations(config, generations: int) -> None:
     config.max_steps = generations * size * envs * steps * -(-config.evolution.evo_steps // (envs * steps))
 
 
-def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | None) -> dict:
+def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | None, extra: list[str]) -> dict:
     """Train `generations` generations (no early stop) and return the figures of this size."""
     from rich.console import Console
 
@@ -63,7 +66,7 @@ def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | 
                  f"evolution.tournament_size={min(2, size)}", "env.target=1e9"]  # never stop early
     if evo_steps:
         overrides.append(f"evolution.evo_steps={evo_steps}")
-    config = _config(overrides)
+    config = _config(overrides + extra)
     _whole_generations(config, generations)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
@@ -75,7 +78,7 @@ def one_size(env: str, size: int, envs: int, generations: int, evo_steps: int | 
             "train_steps_per_second": result.env_steps / elapsed, "peak_mib": memory_mib()[1]}
 
 
-def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
+def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int, buckets: int = 2):
     """A timer: seconds per member for `rollouts` rollouts + PPO updates + selection episodes of a
     fixed population whose member p has two hidden layers of `widths[p % len(widths)]` units."""
     import torch
@@ -88,7 +91,8 @@ def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
     from evorl_cli.rollout import RolloutCollector
 
     widest = max(widths)
-    config = _config([f"population.size={size}", f"env.num_envs={envs}", f"net.hidden_sizes=[{widest},{widest}]"])
+    config = _config([f"population.size={size}", f"env.num_envs={envs}", f"net.hidden_sizes=[{widest},{widest}]",
+                      f"net.width_buckets={buckets}"])
     env = EnvBatch(config.env, size * envs, purpose="training")
     gen = torch.Generator().manual_seed(0)
     pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), gen, env.image)
@@ -113,8 +117,10 @@ def _fixed_widths(size: int, widths: list[int], envs: int, rollouts: int):
 
 
 def widths_case(size: int, envs: int, rollouts: int, repeats: int) -> None:
-    cases = {"all 64": [64], "all 256": [256], "half 64, half 256": [64, 256]}
-    timers = {name: _fixed_widths(size, widths, envs, rollouts) for name, widths in cases.items()}
+    cases = {"all 64": ([64], 2), "all 256": ([256], 2), "half 64, half 256": ([64, 256], 2),
+             "same, padded (1 bucket)": ([64, 256], 1), "half 64, half 128": ([64, 128], 2),
+             "same, padded": ([64, 128], 1)}
+    timers = {name: _fixed_widths(size, widths, envs, rollouts, buckets) for name, (widths, buckets) in cases.items()}
     # Interleaved, best of `repeats`: a shared machine's load hits every case alike.
     seconds = {name: float("inf") for name in cases}
     for repeat in range(repeats):
@@ -122,9 +128,10 @@ def widths_case(size: int, envs: int, rollouts: int, repeats: int) -> None:
             seconds[name] = min(seconds[name], timed(repeat))
     midpoint = (seconds["all 64"] + seconds["all 256"]) / 2
     print(f"mixed widths · {size} members · {envs} envs each · {rollouts} rollouts + updates + selection episodes")
-    print(f"{'case':>20} {'s/member':>10} {'vs midpoint':>12}")
+    print(f"{'case':>24} {'s/member':>10} {'vs midpoint':>12}")
     for name, value in seconds.items():
-        print(f"{name:>20} {value:>10.3f} {value / midpoint:>11.2f}x")
+        print(f"{name:>24} {value:>10.3f} {value / midpoint:>11.2f}x")
+    print("(midpoint: of all-64 and all-256; half-64-half-128 is for the bucket rule, not the target)")
     print("target: half-and-half <= 1.20x the midpoint of all-64 and all-256 (issue 15)")
 
 
@@ -176,11 +183,13 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="the long-run case instead of the population scan")
     parser.add_argument("--long-baseline", action="store_true", help="with --long: also the add-only run")
     parser.add_argument("--max-steps", type=int, default=2_000_000, help="with --long: the training budget")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for the population scan, e.g. torch_threads=1 net.width_buckets=1")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--long-one", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one_size(args.env, args.one, args.envs, args.generations, args.evo_steps)))
+        print(json.dumps(one_size(args.env, args.one, args.envs, args.generations, args.evo_steps, args.set)))
         return
     if args.long_one is not None:
         print(json.dumps(long_run(args.long_one, args.max_steps)))
@@ -206,13 +215,13 @@ def main() -> None:
 
     rows = []
     for size in sorted(set(args.sizes) | {1}):
-        extra = ["--evo-steps", str(args.evo_steps)] if args.evo_steps else []
+        extra = (["--evo-steps", str(args.evo_steps)] if args.evo_steps else []) + (["--set", *args.set] if args.set else [])
         rows.append(_in_process(["--one", str(size), "--env", args.env, "--envs", str(args.envs),
                                  "--generations", str(args.generations), *extra]))
     single = next(r for r in rows if r["size"] == 1)["seconds_per_generation"]
     ref = next((r for r in rows if r["size"] == 16), None)
     print(f"{args.env} · {args.envs} envs per member · {args.generations} generations per size · "
-          "env-steps count training + evaluation")
+          "env-steps count training + evaluation" + (f" · {' '.join(args.set)}" if args.set else ""))
     print(f"{'members':>7} {'s/gen':>7} {'env-steps/s':>11} {'train/s':>8} {'eval share':>10} {'peak MiB':>8} "
           f"{'1-by-1 s/gen':>12} {'speed-up':>8} {'vs P=16':>7}")
     for r in rows:

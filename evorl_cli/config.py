@@ -98,6 +98,9 @@ class NetConfig:
     rnn_layers: int = 1
     max_hidden_size: int = 256
     cnn: Optional[CNNConfig] = None
+    # At most this many width buckets: members at least 2x apart in width run as separate batches,
+    # each cut to its own width (1: one batch padded to the widest member; see nets/arch.py).
+    width_buckets: int = 2
 
 
 @dataclass
@@ -353,6 +356,7 @@ def validate(c: TrainConfig) -> None:
         _require(n.min_width <= width <= n.max_width,
                  f"net.hidden_sizes contains {width}: widths must lie within "
                  f"[net.min_width={n.min_width}, net.max_width={n.max_width}]")
+    _require(n.width_buckets >= 1, f"net.width_buckets={n.width_buckets}: must be at least 1 (1: one padded batch)")
     _require(n.activation in ACTIVATIONS, f"net.activation={n.activation}: choose one of {', '.join(ACTIVATIONS)}")
     _require(n.recurrent in (None, "lstm", "gru"), f"net.recurrent={n.recurrent}: use null, lstm or gru")
     if n.recurrent:

@@ -9,6 +9,8 @@ nothing else: its moments carry on.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from evorl_cli.nets.layout import ParamLayout, relayout
@@ -42,6 +44,12 @@ class BatchedAdam:
         self.exp_avg = self.exp_avg.index_select(0, idx)
         self.exp_avg_sq = self.exp_avg_sq.index_select(0, idx)
         self.steps = self.steps.index_select(0, idx)
+
+    def rows(self, start: int, stop: int) -> "BatchedAdam":
+        """The state of members start..stop-1, as views: steps taken on it update this optimiser."""
+        part = copy.copy(self)
+        part.exp_avg, part.exp_avg_sq, part.steps = (x[start:stop] for x in (self.exp_avg, self.exp_avg_sq, self.steps))
+        return part
 
     def relayout(self, old: ParamLayout, new: ParamLayout) -> None:
         """Follow the parameters into a new layout (`Population.set_capacity`): each moment stays

@@ -54,18 +54,19 @@ class Population:
         self.params = params.detach()
         self.views = {name: view.requires_grad_(True) for name, view in self.net.layout.views(self.params).items()}
         self._leaves = list(self.views.values())
-        self._step_params_cache: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._step_params_cache: tuple[int, ArchMasks, dict[str, torch.Tensor]] | None = None
 
     def _step_params(self) -> dict[str, torch.Tensor] | None:
         """`PolicyNet.step_params` for passes without autograd (rollouts, evaluation), made once per
         parameter change: every optimiser step or mutation writes `params` in place, which bumps
-        its version counter. With autograd on, the forward pass reads the parameters (None)."""
+        its version counter (and per set of masks: width buckets change with the architecture).
+        With autograd on, the forward pass reads the parameters (None)."""
         if torch.is_grad_enabled():
             return None
-        version = self.params._version
-        if self._step_params_cache is None or self._step_params_cache[0] != version:
-            self._step_params_cache = (version, self.net.step_params(self.views))
-        return self._step_params_cache[1]
+        version, cache = self.params._version, self._step_params_cache
+        if cache is None or cache[0] != version or cache[1] is not self.masks:
+            self._step_params_cache = cache = (version, self.masks, self.net.step_params(self.views, self.masks))
+        return cache[2]
 
     def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
         """d loss / d params as one [P, N] tensor, in the layout's order."""
@@ -156,12 +157,25 @@ class Population:
         sub.gather(np.asarray(idx, dtype=np.int64))  # every gather replaces tensors, never writes into them
         return sub
 
+    def rows(self, start: int, stop: int) -> "Population":
+        """Members start..stop-1 as a population sharing this one's storage: what an optimiser step
+        writes there (parameters, Adam's moments) lands in this population. For passes that need
+        only part of the batch at a time (`ppo.UPDATE_SLICE`); it is not for selection."""
+        part = copy.copy(self)
+        part.adam = self.adam.rows(start, stop)
+        part.hp = {k: v[start:stop] for k, v in self.hp.items()}
+        part.arch = self.arch.gather(np.arange(start, min(stop, self.size)))
+        part._set_params(self.params.detach()[start:stop])
+        part.masks = part._compile_masks()
+        return part
+
     def needed_capacity(self) -> Capacity:
         return Capacity(int(self.arch.widths.max()), int(self.arch.n_layers.max()), int(self.arch.hidden.max()))
 
     def _compile_masks(self) -> ArchMasks:
         """Masks of the current architecture for the current layout, for every tower's members."""
-        return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers)
+        return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers,
+                                 self.net.net_cfg.width_buckets)
 
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""

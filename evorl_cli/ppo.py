@@ -150,10 +150,22 @@ def minibatch_sizes(batch: np.ndarray, samples: int, k: int) -> np.ndarray:
     return np.clip(samples - k * batch, 0, batch)
 
 
+# Members per pass of the update. One pass over all members serves small populations best (one op
+# per layer whatever P), but a minibatch's activations grow with P: at 256 members x 256 samples x
+# 64 units x 2 towers each is 33 MB, beyond the caches, and the elementwise ops (activations, their
+# gradients, Adam) then run at memory speed. Slices of 64 keep them near 8 MB (measured on 2 cores:
+# update 50 ms a member at P=256 in one pass, 24 ms at P=64).
+UPDATE_SLICE = 64
+
+
 def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator,
                lr_factor: float = 1.0) -> UpdateStats:
     """Train every member on its share of `ro`: epochs x shuffled minibatches of its own size, each
-    member at its own lr times `lr_factor` (the run's lr schedule, `evorl_cli.schedule`)."""
+    member at its own lr times `lr_factor` (the run's lr schedule, `evorl_cli.schedule`).
+
+    Members learn independently, so a large population trains in slices of `UPDATE_SLICE`
+    members (`Population.rows`, sharing its storage); every member's shuffles are drawn first, in
+    the same order whatever the slicing, so slicing changes no member's update."""
     device = pop.device
     # Rewards in the units the value function learns: scaled per member, plus truncation bootstraps
     # (already value-sized).
@@ -163,13 +175,54 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     steps, size, envs = rewards.shape
     explained = explained_variance(ro.values, returns)
     plan = SequencePlan.build(steps, envs, cfg, pop.net.recurrent, device)
-    obs, actions, old_logp = plan.units(ro.obs), plan.units(ro.actions), plan.units(ro.logp)
-    advantages, returns, old_values = plan.units(advantages), plan.units(returns), plan.units(ro.values)
-    starts = plan.units(ro.starts) if pop.net.recurrent else None
-    # The stored state at each unit's first step: the replay starts there.
-    states = ro.states.transpose(0, 1)[:, plan.time[:, 0], plan.env] if pop.net.recurrent else None
-    units, length = old_logp.shape[1], old_logp.shape[2]
+    data = _UnitData(plan.units(ro.obs), plan.units(ro.actions), plan.units(ro.logp), plan.units(advantages),
+                     plan.units(returns), plan.units(ro.values),
+                     plan.units(ro.starts) if pop.net.recurrent else None,
+                     # The stored state at each unit's first step: the replay starts there.
+                     ro.states.transpose(0, 1)[:, plan.time[:, 0], plan.env] if pop.net.recurrent else None)
+    units = data.old_logp.shape[1]
+    # Every member shuffles its units afresh each epoch (randperm: a tenth of argsort's cost).
+    perms = [torch.stack([torch.randperm(units, generator=gen, device=device) for _ in range(size)])
+             for _ in range(int(pop.hp["update_epochs"].max()))]
+    if size <= UPDATE_SLICE:
+        stats = _train(pop, data, plan.loss_mask, perms, cfg, lr_factor)
+    else:
+        parts = [_train(pop.rows(a, min(a + UPDATE_SLICE, size)), data.rows(a, a + UPDATE_SLICE), plan.loss_mask,
+                        [perm[a:a + UPDATE_SLICE] for perm in perms], cfg, lr_factor)
+                 for a in range(0, size, UPDATE_SLICE)]
+        stats = torch.cat(parts, dim=1)
 
+    # One transfer off the device for all the diagnostics.
+    stats = torch.cat([stats, explained.unsqueeze(0)]).cpu()
+    *terms_mean, grad_norm, steps_cpu, explained_cpu = stats
+    return UpdateStats(*terms_mean, explained_variance=explained_cpu, grad_norm=grad_norm, steps=steps_cpu)
+
+
+@dataclass
+class _UnitData:
+    """A rollout cut into training units, all [P, U, L, ...] (`states` [P, U, S])."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    old_logp: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+    starts: torch.Tensor | None
+    states: torch.Tensor | None
+
+    def rows(self, start: int, stop: int) -> "_UnitData":
+        """Members start..stop-1 (views)."""
+        return _UnitData(*(None if x is None else x[start:stop] for x in vars(self).values()))
+
+
+def _train(pop: Population, data: _UnitData, loss_mask: torch.Tensor | None, perms: list[torch.Tensor],
+           cfg: PPOConfig, lr_factor: float) -> torch.Tensor:
+    """The joint minibatch loop of `pop`'s members over `data`, each epoch in the order `perms[epoch]`
+    [P, U], at each member's lr times `lr_factor`. Returns [len(TERMS) + 2, P]: each member's mean terms and grad norm per optimiser step,
+    then its optimiser steps."""
+    device, size = pop.device, pop.size
+    units, length = data.old_logp.shape[1], data.old_logp.shape[2]
     # batch_size counts env steps; a recurrent minibatch holds that many steps in whole sequences.
     batch = np.maximum(1, pop.hp["batch_size"] // length)
     lr = pop.hp_tensor("lr") * lr_factor
@@ -184,18 +237,16 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     batch_t = torch.as_tensor(batch, device=device).view(-1, 1)
     flat = lambda x: x.reshape(size, -1, *x.shape[3:])  # noqa: E731  [P, B, L, ...] -> [P, B*L, ...]
 
-    perm = None
     full_counts: dict[int, torch.Tensor] = {}  # per minibatch width, made once
     for epoch, k, scheduled in minibatch_schedule(batch, pop.hp["update_epochs"], units):
-        if k == 0:  # every member shuffles its units afresh each epoch (randperm: a tenth of argsort's cost)
-            perm = torch.stack([torch.randperm(units, generator=gen, device=device) for _ in range(size)])
+        perm = perms[epoch]
         sizes = minibatch_sizes(batch, units, k)
         width = int(sizes[scheduled].max())
         offsets = torch.arange(width, device=device).view(1, -1)
         positions = (k * batch_t + offsets).clamp_max(units - 1)  # past a member's minibatch: masked below
         idx = perm.gather(1, positions)
         scheduled_t = torch.as_tensor(scheduled, device=device)
-        if bool(scheduled.all() and (sizes == width).all()) and plan.loss_mask is None:
+        if bool(scheduled.all() and (sizes == width).all()) and loss_mask is None:
             # Every member takes a minibatch of the same size: plain means.
             count = full_counts.setdefault(width, torch.full((size,), float(width * length), device=device))
             sample_weight = None
@@ -203,24 +254,24 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             sizes_t = torch.as_tensor(sizes, device=device).view(-1, 1)
             valid = ((offsets < sizes_t) & scheduled_t.view(-1, 1)).float()
             weights = valid.unsqueeze(-1).expand(-1, -1, length)
-            if plan.loss_mask is not None:
-                weights = weights * plan.loss_mask[idx]
+            if loss_mask is not None:
+                weights = weights * loss_mask[idx]
             weights = weights.reshape(size, -1)
             count = weights.sum(1).clamp_min(1.0)
             sample_weight = weights / count.view(-1, 1)  # per-member mean over its own samples
 
-        head, value = pop.forward_sequence(_take(obs, idx), None if states is None else _take(states, idx),
-                                           None if starts is None else _take(starts, idx))
-        adv = flat(_take(advantages, idx))
+        head, value = pop.forward_sequence(_take(data.obs, idx), None if data.states is None else _take(data.states, idx),
+                                           None if data.starts is None else _take(data.starts, idx))
+        adv = flat(_take(data.advantages, idx))
         if cfg.normalize_advantages:
             centred = adv - weighted_mean(adv, sample_weight).view(-1, 1)
             adv_std = torch.sqrt(weighted_mean(centred.square(), sample_weight) * count
                                  / (count - 1).clamp_min(1.0))  # unbiased
             adv = centred / (adv_std.view(-1, 1) + 1e-8)
-        minibatch = Minibatch(flat(_take(actions, idx)), flat(_take(old_logp, idx)), adv, flat(_take(returns, idx)),
-                              flat(_take(old_values, idx)) if cfg.clip_vloss else None, sample_weight)
-        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef,
-                                           pop.net.action.nvec)
+        minibatch = Minibatch(flat(_take(data.actions, idx)), flat(_take(data.old_logp, idx)), adv,
+                              flat(_take(data.returns, idx)),
+                              flat(_take(data.old_values, idx)) if cfg.clip_vloss else None, sample_weight)
+        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
         approx_kl = terms[:, APPROX_KL]
         with torch.no_grad():
             if kl_limit is not None:
@@ -238,8 +289,5 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
             terms_total.addcmul_(terms, weight.unsqueeze(1))
             norm_total.addcmul_(norm, weight)
 
-    # One transfer off the device for all the diagnostics.
     per_step = torch.cat([terms_total, norm_total.unsqueeze(1)], dim=1) / n_steps.clamp_min(1.0).unsqueeze(1)
-    stats = torch.cat([per_step, explained.unsqueeze(1), n_steps.unsqueeze(1)], dim=1).t().cpu()
-    *terms_mean, grad_norm, explained_cpu, steps_cpu = stats
-    return UpdateStats(*terms_mean, explained_variance=explained_cpu, grad_norm=grad_norm, steps=steps_cpu)
+    return torch.cat([per_step, n_steps.unsqueeze(1)], dim=1).t()

@@ -169,6 +169,6 @@ def test_stacked_towers_follow_in_place_parameter_changes():
         before = pop.forward_normalized(obs)[0]
         pop.params.add_(0.1 * torch.randn_like(pop.params))
         after = pop.forward_normalized(obs)[0]
-        fresh = pop.net.forward(pop.views, obs, pop.masks, None, pop.net.step_params(pop.views))[0]
+        fresh = pop.net.forward(pop.views, obs, pop.masks, None, pop.net.step_params(pop.views, pop.masks))[0]
     assert not torch.allclose(before, after)
     assert torch.equal(after, fresh)

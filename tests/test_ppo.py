@@ -257,3 +257,23 @@ def test_update_diagnostics_per_member():
     twice = UpdateStats.combine([stats, stats])
     np.testing.assert_array_equal(twice["optimizer_steps"], 2 * once["optimizer_steps"])
     np.testing.assert_allclose(twice["value_loss"], once["value_loss"])
+
+
+def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
+    """A large population trains in slices of members (`UPDATE_SLICE`) that share its storage: the
+    same shuffles, so each member's update, optimiser state and diagnostics are the same."""
+    whole, sliced = varied_population(CONTINUOUS), varied_population(CONTINUOUS)
+    for pop in (whole, sliced):
+        for name, values in NON_DIVIDING_HPS.items():
+            pop.hp[name] = np.array(values, dtype=pop.hp[name].dtype)
+    ro = _rollout(whole, steps=8, envs=4, seed=2)
+    cfg = PPOConfig(target_kl=0.01)
+    stats = [ppo_update(whole, ro, cfg, torch.Generator().manual_seed(5))]
+    monkeypatch.setattr(ppo_module, "UPDATE_SLICE", 2)  # members 0-1, then member 2
+    stats.append(ppo_update(sliced, ro, cfg, torch.Generator().manual_seed(5)))
+    assert not torch.equal(sliced.params, varied_population(CONTINUOUS).params)  # it trained
+    torch.testing.assert_close(sliced.params, whole.params, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sliced.adam.exp_avg_sq, whole.adam.exp_avg_sq, atol=1e-8, rtol=1e-4)
+    assert torch.equal(sliced.adam.steps, whole.adam.steps)
+    for name, value in stats[0].as_dict().items():
+        np.testing.assert_allclose(stats[1].as_dict()[name], value, rtol=1e-4, atol=1e-6, err_msg=name)

@@ -96,7 +96,8 @@ def test_hidden_growth_is_gate_aware_and_keeps_outputs(kind):
     state = state * 0  # episodes start from zero state here
     with torch.no_grad():
         before = pop.forward_sequence(obs, state, starts)
-    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0)
+    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0,
+                         remove_prob=0.0)  # growth only: it must keep the function
     mutator = Mutator(cfg, NetConfig(recurrent=kind, max_hidden_size=128), {}, RolloutCap(4, 32),
                       np.random.default_rng(0), torch.Generator().manual_seed(0))
     hidden_before = pop.arch.hidden.copy()
@@ -110,6 +111,50 @@ def test_hidden_growth_is_gate_aware_and_keeps_outputs(kind):
     for p in range(pop.size):  # the grown member is still exactly its narrow torch network
         want_head, _ = NarrowNet(pop, p).forward_sequence(obs[p], zero_state[p], starts[p])
         assert torch.allclose(after[0][p], want_head, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hidden_removal_keeps_shapes_and_adam_state_consistent(kind):
+    """Shrinking the recurrent state (remove_prob=1): the layout shrinks to the widest state left,
+    Adam's moments follow their parameters (those of the entries the surgery rewrote are zero, the
+    rest carry on), unused units stay exactly zero, and each member is its narrow torch network."""
+    from evorl_cli.nets.layout import relayout
+    from evorl_cli.ppo import ppo_update
+    from test_ppo import _rollout
+
+    pop = varied_population(DISCRETE, recurrent=kind, rnn_layers=2, hidden=(32, 24, 16))
+    ppo_update(pop, _rollout(pop, steps=8, envs=4, seed=1), PPOConfig(max_seq_len=4), torch.Generator().manual_seed(0))
+    assert (pop.adam.exp_avg != 0).any()
+    params_before, layout_before = pop.params.detach().clone(), pop.net.layout
+    moments_before = pop.adam.exp_avg.clone(), pop.adam.exp_avg_sq.clone()
+    cfg = MutationConfig(no_mutation=0.0, parameters=0.0, architecture=1.0, activation=0.0, rl_hp=0.0,
+                         remove_prob=1.0, node_choices=[16])
+    mutator = Mutator(cfg, NetConfig(recurrent=kind, min_width=8), {}, RolloutCap(4, 32),
+                      np.random.default_rng(0), torch.Generator().manual_seed(0))
+    notes = mutator.mutate(pop, protected={2})
+    assert notes == ["hidden 32->16", "hidden 24->8", "elite"]
+    assert pop.arch.hidden.tolist() == [16, 8, 16] and pop.net.cap.hidden == 16  # the layout shrank
+    size = pop.net.num_params
+    assert pop.params.shape == pop.adam.exp_avg.shape == pop.adam.exp_avg_sq.shape == (3, size)
+    assert pop.net.state_size == 2 * 2 * 16 * (2 if kind == "lstm" else 1)  # towers x layers x units (x c)
+
+    params = relayout(params_before, layout_before, pop.net.layout)
+    for moments, before in zip((pop.adam.exp_avg, pop.adam.exp_avg_sq), moments_before):
+        carried = relayout(before, layout_before, pop.net.layout)
+        kept = pop.params.detach() == params  # entries the surgery left as they were
+        assert torch.equal(moments[kept], carried[kept])
+        assert (moments[~kept] == 0).all()
+        assert torch.equal(moments[2], carried[2])  # the elite is untouched
+    assert (~(pop.params.detach() == params))[:2].any()  # the surgery did rewrite entries
+    for p in range(pop.size):  # units a member does not use are zero: it is exactly its narrow network
+        assert int((pop.params[p] != 0).sum()) <= sum(t.numel() for t in NarrowNet(pop, p).parameters())
+    obs, _, starts = _sequences(pop)
+    zero_state = torch.zeros(pop.size, obs.shape[1], pop.net.state_size)
+    with torch.no_grad():
+        head, value = pop.forward_sequence(obs, zero_state, starts)
+    for p in range(pop.size):
+        want_head, want_value = NarrowNet(pop, p).forward_sequence(obs[p], zero_state[p], starts[p])
+        assert torch.allclose(head[p], want_head, atol=1e-5) and torch.allclose(value[p], want_value, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind, bptt", [("lstm", "chunked"), ("gru", "chunked"), ("lstm", "overlap"),

@@ -1,5 +1,5 @@
 """Architecture surgery on one member: widen or narrow an MLP layer, add or drop the last layer,
-widen the recurrent state. Each function edits the member's flat parameter row and its
+widen or narrow the recurrent state. Each function edits the member's flat parameter row and its
 `Architecture` record together, so the two never disagree.
 
 Growth keeps the member's function (new units get incoming weights only; what they feed stays
@@ -70,4 +70,13 @@ def grow_hidden(net: PolicyNet, row: torch.Tensor, arch: Architecture, p: int, n
     """Widen member `p`'s recurrent state to `new` units, gate-aware and function-preserving."""
     for branch in net.branches.values():
         branch.rnn.grow(row, branch.features, int(arch.hidden[p]), new, gen)
+    arch.hidden[p] = new
+
+
+def shrink_hidden(net: PolicyNet, row: torch.Tensor, arch: Architecture, p: int, new: int) -> None:
+    """Narrow member `p`'s recurrent state to its first `new` units in every gate (and cut what the
+    MLP read from the others)."""
+    for branch in net.branches.values():
+        branch.rnn.shrink(row, new)
+        branch.mlp.cut_inputs(row, new)
     arch.hidden[p] = new

@@ -173,10 +173,10 @@ def activation(m: Mutator, pop: Population, p: int) -> str:
 def architecture(m: Mutator, pop: Population, p: int) -> str:
     """Add or (with probability `remove_prob`) remove: a layer (share `new_layer_prob`) or units
     of one layer. Adding keeps the member's function; removing changes it, and selection judges."""
-    if pop.net.recurrent:
-        return _recurrent_growth(m, pop, p)
-    row, arch, net = pop.params[p], pop.arch, pop.net
     remove = m.rng.random() < m.cfg.remove_prob
+    if pop.net.recurrent:
+        return _recurrent_size(m, pop, p, remove)
+    row, arch, net = pop.params[p], pop.arch, pop.net
     depth = int(arch.n_layers[p])
     if m.rng.random() < m.cfg.new_layer_prob:
         if remove and depth > 1:
@@ -201,10 +201,18 @@ def architecture(m: Mutator, pop: Population, p: int) -> str:
     return f"nodes L{layer} {old}->{new}"
 
 
-def _recurrent_growth(m: Mutator, pop: Population, p: int) -> str:
-    """Recurrent members grow their hidden state (gate-aware, outputs unchanged); their MLP stays,
-    since a new layer or removed units would break the function the state dynamics feed."""
+def _recurrent_size(m: Mutator, pop: Population, p: int, remove: bool) -> str:
+    """Recurrent members grow their hidden state (gate-aware, outputs unchanged) or, with
+    `remove_prob`, shrink it (down to `net.min_width` units), so its size follows the task both ways;
+    their MLP stays, since a new layer or removed units would break the function the state
+    dynamics feed."""
     old = int(pop.arch.hidden[p])
+    if remove:
+        new = max(old - m.step_size(), min(m.net.min_width, old))
+        if new == old:
+            return "none (at min hidden size)"
+        surgery.shrink_hidden(pop.net, pop.params[p], pop.arch, p, new)
+        return f"hidden {old}->{new}"
     new = min(old + m.step_size(), m.net.max_hidden_size)
     if new == old:
         return "none (at max hidden size)"

@@ -3,7 +3,14 @@
 The population's parameters are laid out for its widest and deepest member. A member uses the first
 `widths[p, l]` units of layer l and the first `n_layers[p]` layers; the masks below make the padded
 batch compute exactly what each member's narrow network computes, so architecture mutation never
-splits the population into separate computations.
+splits the population's parameters, optimiser state or selection.
+
+Width buckets: when members' widths differ a lot (64 beside 256 units), the padded batch makes the
+narrow ones pay for the widest. The MLP then runs its members in a few buckets of similar width
+(`width_buckets`), each bucket one batched computation cut to its own widest and deepest member,
+reading blocks of the same flat parameters. The buckets are a function of the architecture only,
+rebuilt with the masks whenever an architecture changes (generation boundaries), so they hold no
+state of their own: checkpoints, selection and resume never see them.
 """
 
 from __future__ import annotations
@@ -76,11 +83,44 @@ class Architecture:
         core = f"rnn{int(self.hidden[p])}+" if self.hidden[p] else ""
         return core + "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
 
-    def compile(self, device: torch.device, width: int, depth: int, towers: int = 1) -> "ArchMasks":
+    def compile(self, device: torch.device, width: int, depth: int, towers: int = 1,
+                max_buckets: int = 1) -> "ArchMasks":
         """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member),
-        for `towers` copies of the population stacked on the member axis (actor and critic)."""
+        for `towers` copies of the population stacked on the member axis (actor and critic), with
+        the MLP run in at most `max_buckets` width buckets (`width_buckets`)."""
         arch = self if towers == 1 else self.gather(np.tile(np.arange(self.size), towers))
-        return ArchMasks.build(arch, device, width, depth)
+        groups = width_buckets(arch.widths.max(axis=1), max_buckets)
+        masks = ArchMasks.build(arch, device, width, depth)
+        if len(groups) > 1:
+            masks.buckets = [Bucket.build(arch, members, device) for members in groups]
+            order = np.concatenate(groups)
+            masks.restore = torch.as_tensor(np.argsort(order), device=device)
+        return masks
+
+
+# Members whose widest layers differ by this factor or more may run in separate buckets. A bucket
+# costs its own ops per layer whatever its size, so splitting pays only where the narrow members
+# save more arithmetic than that. Measured on 2 cores (`benchmarks/scaling.py --widths`, 8 members):
+# half at 64 and half at 256 units cost 1.16x the midpoint of all-64 and all-256 in buckets, 1.83x
+# padded; half at 64 and half at 128 cost the same either way, so a 2x gap is where it starts to pay.
+BUCKET_RATIO = 2.0
+
+
+def width_buckets(widest: np.ndarray, max_buckets: int) -> list[np.ndarray]:
+    """Members (indices, ascending) grouped into at most `max_buckets` buckets by their widest layer:
+    sorted by width, a new bucket starts where the width reaches `BUCKET_RATIO` times the current
+    bucket's narrowest; with too many, the two adjacent buckets closest in width merge first.
+    One bucket (everyone) when the widths are close or `max_buckets` is 1."""
+    runs: list[list[int]] = []
+    for w in np.unique(widest).tolist():
+        if runs and (max_buckets <= 1 or w < BUCKET_RATIO * runs[-1][0]):
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    while len(runs) > max(max_buckets, 1):
+        closest = min(range(len(runs) - 1), key=lambda i: runs[i + 1][0] / runs[i][0])
+        runs[closest:closest + 2] = [runs[closest] + runs[closest + 1]]
+    return [np.flatnonzero(np.isin(widest, run)) for run in runs]
 
 
 @dataclass
@@ -96,6 +136,8 @@ class ArchMasks:
     unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
     activation_groups: list[tuple[str, torch.Tensor | None]]  # (activation, member indices or None: everyone)
+    buckets: list["Bucket"] | None = None  # width buckets the MLP runs apart (None: one padded batch)
+    restore: torch.Tensor | None = None  # rows of the buckets' outputs, concatenated, in member order
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
@@ -125,6 +167,22 @@ class ArchMasks:
         if torch.is_grad_enabled() and z.requires_grad:
             return _GroupedActivation.apply(z, self.activation_groups)
         return _grouped(z, self.activation_groups)
+
+
+@dataclass
+class Bucket:
+    """Members of one width bucket (rows of the batch) and the masks of their own, narrower batch."""
+
+    members: torch.Tensor  # [P_b] long, ascending
+    width: int  # the bucket's widest layer
+    depth: int  # the bucket's deepest member
+    masks: ArchMasks
+
+    @classmethod
+    def build(cls, arch: Architecture, members: np.ndarray, device: torch.device) -> "Bucket":
+        own = arch.gather(members)
+        width, depth = int(own.widths.max()), int(own.n_layers.max())
+        return cls(torch.as_tensor(members, device=device), width, depth, ArchMasks.build(own, device, width, depth))
 
 
 def _grouped(z: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> torch.Tensor:

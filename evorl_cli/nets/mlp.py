@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from evorl_cli.nets.arch import ArchMasks
 from evorl_cli.nets.layout import ParamLayout
@@ -41,9 +42,37 @@ class MLPEncoder:
         self.layout = layout
 
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks) -> torch.Tensor:
-        """`x`: [P, B, in_dim] -> last active layer's output [P, B, width] (unused units are 0)."""
+        """`x`: [P, B, in_dim] -> last active layer's output [P, B, width] (unused units are 0).
+
+        With width buckets (`masks.buckets`), each bucket's members run as their own batch, cut to
+        the bucket's width and depth, on blocks of the parameters (`bucket_params`, or prepared
+        ones under `{prefix}.buckets`); the outputs are padded back to `width` in member order."""
+        if masks.buckets is None:
+            return self._layers(params, x, masks, self.depth)
+        blocks = params.get(f"{self.prefix}.buckets") or self.bucket_params(params, masks)
+        outs = [F.pad(self._layers(block, x.index_select(0, bucket.members), bucket.masks, bucket.depth),
+                      (0, self.width - bucket.width))
+                for block, bucket in zip(blocks, masks.buckets)]
+        return torch.cat(outs).index_select(0, masks.restore)
+
+    def bucket_params(self, params: dict[str, torch.Tensor], masks: ArchMasks) -> list[dict[str, torch.Tensor]]:
+        """Per bucket, its members' blocks of every layer it runs: `w{l}` [P_b, in, width_b] (layer
+        0 reads all `in_dim` features), `b{l}` [P_b, width_b]. Differentiable: one backward node per
+        parameter writes every bucket's block gradient into one full-size gradient."""
+        blocks: list[dict[str, torch.Tensor]] = [{} for _ in masks.buckets]
+        for layer in range(max(b.depth for b in masks.buckets)):
+            runs = [(k, b) for k, b in enumerate(masks.buckets) if layer < b.depth]
+            members = [b.members for _, b in runs]
+            for name, shape in ((f"{self.prefix}.w{layer}", lambda b: (self.in_dim if layer == 0 else b.width, b.width)),
+                                (f"{self.prefix}.b{layer}", lambda b: (b.width,))):
+                for (k, _), block in zip(runs, _Blocks.apply(params[name], members, [shape(b) for _, b in runs])):
+                    blocks[k][name] = block
+        return blocks
+
+    def _layers(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks, depth: int) -> torch.Tensor:
+        """The first `depth` layers on one batch of members, `masks` built for that batch."""
         h = x
-        for layer in range(self.depth):
+        for layer in range(depth):
             w = params[f"{self.prefix}.w{layer}"]
             b = params[f"{self.prefix}.b{layer}"].unsqueeze(1)
             out = masks.activate(torch.baddbmm(b, h, w))
@@ -53,6 +82,13 @@ class MLPEncoder:
             # A member without this layer passes its input through, computing the shallower net.
             h = out if on is None else torch.where(on, out, h)
         return h
+
+    def prepare(self, params: dict[str, torch.Tensor], masks: ArchMasks) -> dict[str, list]:
+        """For passes without autograd: the bucket blocks made once per change of the parameters
+        (copying them at every rollout step would cost more than the narrow matmuls save)."""
+        if masks.buckets is None:
+            return {}
+        return {f"{self.prefix}.buckets": self.bucket_params(params, masks)}
 
     # --- per-member surgery used by initialisation and architecture mutation -------------------
 
@@ -75,9 +111,34 @@ class MLPEncoder:
         self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, old:new] = block
         self.layout.view(row, f"{self.prefix}.b{layer}")[old:new] = 0.0
 
+    def cut_inputs(self, row: torch.Tensor, new: int) -> None:
+        """Layer 0 reads only its first `new` input features (a recurrent core that shrank)."""
+        self.layout.view(row, f"{self.prefix}.w0")[new:, :] = 0.0
+
     def shrink_units(self, row: torch.Tensor, layer: int, new: int) -> None:
         """Switch off units [new, max) of `layer`, zeroing what feeds them and what they feed."""
         self.layout.view(row, f"{self.prefix}.w{layer}")[:, new:] = 0.0
         self.layout.view(row, f"{self.prefix}.b{layer}")[new:] = 0.0
         if layer + 1 < self.depth:
             self.layout.view(row, f"{self.prefix}.w{layer + 1}")[new:, :] = 0.0
+
+
+class _Blocks(torch.autograd.Function):
+    """`full` [R, *dims] -> per bucket, rows `members[k]` cut to the leading `shapes[k]` of each
+    trailing dim (contiguous copies). Backward writes each block's gradient into its place in one
+    zero gradient of `full`'s shape (autograd through index_select and slicing would fill a
+    full-size zero tensor per bucket and per op, and add them up)."""
+
+    @staticmethod
+    def forward(ctx, full: torch.Tensor, members: list[torch.Tensor], shapes: list[tuple[int, ...]]):
+        ctx.full_shape, ctx.members, ctx.shapes = full.shape, members, shapes
+        return tuple(full[(slice(None), *(slice(0, n) for n in shape))].index_select(0, rows)
+                     for rows, shape in zip(members, shapes))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        out = grads[0].new_zeros(ctx.full_shape)
+        for rows, shape, grad in zip(ctx.members, ctx.shapes, grads):
+            if grad is not None:
+                out[(slice(None), *(slice(0, n) for n in shape))].index_copy_(0, rows, grad)
+        return out, None, None

@@ -138,13 +138,15 @@ class PolicyNet:
             return p
         return {f"actor.{n}": torch.cat([p[f"actor.{n}"], p[f"critic.{n}"]]) for n in self._tower_names}
 
-    def step_params(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step_params(self, p: dict[str, torch.Tensor], masks: ArchMasks) -> dict[str, torch.Tensor]:
         """What a pass without autograd (rollouts, evaluation) reads, prepared from the parameters
-        once per change of them (the population caches it): the stacked towers, the recurrent
-        cell's `step_weights`, and both heads merged into one matmul (`heads.w`, `heads.b`)."""
+        once per change of them or of the architecture (the population caches it): the stacked
+        towers, the recurrent cell's `step_weights`, the MLP's width-bucket blocks, and both heads
+        merged into one matmul (`heads.w`, `heads.b`)."""
         prepared = dict(self.tower_params(p))
         if self.tower.rnn:
             prepared.update(self.tower.rnn.step_weights(prepared))
+        prepared.update(self.tower.mlp.prepare(prepared, masks))
         prepared["heads.w"], prepared["heads.b"] = self.merged_heads(p)
         return prepared
 
@@ -190,7 +192,7 @@ class PolicyNet:
     def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks,
                 state: torch.Tensor | None = None, prepared: dict[str, torch.Tensor] | None = None):
         """One step. `p`: parameter views; `obs` [P, B, obs_dim]; `state` [P, B, state_size] or None;
-        `prepared`: `step_params(p)` for a pass without autograd -> (logits or action mean [P, B, n],
+        `prepared`: `step_params(p, masks)` for a pass without autograd -> (logits or action mean [P, B, n],
         value [P, B], new state or None). `masks` are built for every tower's members
         (`Architecture.compile`)."""
         towers, heads = (self.tower_params(p), p) if prepared is None else (prepared, prepared)

@@ -133,6 +133,22 @@ class RNNCore:
             self.layout.view(row, name).zero_()
         self.grow(row, in_active, 0, hidden, gen)
 
+    def shrink(self, row: torch.Tensor, new: int) -> None:
+        """Switch off hidden units [new, max) in every gate of every layer: what feeds them (input
+        and recurrent columns, biases) and what they feed (their recurrent rows, the next layer's
+        input rows) is zeroed, so they stay exactly 0 (see the module docstring). The member's
+        function changes: selection judges it."""
+        for layer in range(self.layers):
+            w_ih = self.layout.view(row, f"{self.prefix}.w_ih{layer}")
+            w_hh = self.layout.view(row, f"{self.prefix}.w_hh{layer}")
+            w_ih[:, :, new:] = 0.0
+            w_hh[:, :, new:] = 0.0
+            w_hh[new:] = 0.0
+            if layer > 0:
+                w_ih[new:] = 0.0
+            self.layout.view(row, f"{self.prefix}.b_ih{layer}")[:, new:] = 0.0
+            self.layout.view(row, f"{self.prefix}.b_hh{layer}")[:, new:] = 0.0
+
     def grow(self, row: torch.Tensor, in_active: int, old: int, new: int, gen: torch.Generator) -> None:
         """Switch on hidden units [old, new) in every gate of every layer, keeping the function.
 
