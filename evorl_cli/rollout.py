@@ -37,30 +37,53 @@ def members_first(x: torch.Tensor) -> torch.Tensor:
 
 
 class EpisodeTracker:
-    """Returns of episodes finished during training, summed per member (raw env rewards)."""
+    """Returns of episodes finished during training, summed per member (raw env rewards).
+
+    An episode counts for the member in its slot when it ends only if that member's network played
+    all of it. Envs carry on across generations, so after selection a slot's running episodes are
+    finished by the member now in the slot; where that is another network (a mutated child, or a
+    copy of another member), the episode is *inherited*: when it ends, its return is credited to
+    no one (`inherited` counts them). Its first part was earned by a network that is gone, so
+    crediting the whole return would score a member on another's play; a partial return (only the
+    steps the new member played) is not an episode return and would rank members by where the
+    hand-over fell in their episodes, not by how well they play; any discount of the inherited part
+    would be an arbitrary weight. Dropping them costs the first episode per env after a hand-over;
+    a member that finished no whole episode in a generation has no training-return fitness (NaN,
+    ranked last), so with `evolution.selection=train` a generation should give each env room for
+    about two of its episodes."""
 
     def __init__(self, size: int, num_envs: int) -> None:
         self.size, self.num_envs = size, num_envs
         self.running = np.zeros(size * num_envs)
+        self.whole = np.ones(size * num_envs, dtype=bool)  # the running episode is the slot member's from its start
         self.clear()
 
     def clear(self) -> None:
         self.return_sum = np.zeros(self.size)
         self.count = np.zeros(self.size, dtype=np.int64)
+        self.inherited = np.zeros(self.size, dtype=np.int64)
 
     def reset_running(self) -> None:
         self.running[:] = 0.0
+        self.whole[:] = True
+
+    def hand_over(self, keep: np.ndarray) -> None:
+        """Slot p's running episodes stay its member's where `keep[p]` (the same network plays on);
+        elsewhere they become inherited and will not be credited when they end."""
+        self.whole &= np.repeat(np.asarray(keep, dtype=bool), self.num_envs)
 
     def add(self, reward: np.ndarray, done: np.ndarray) -> None:
         self.running += reward
         if done.any():
-            per_member = (self.running * done).reshape(self.size, self.num_envs)
-            self.return_sum += per_member.sum(1)
-            self.count += done.reshape(self.size, self.num_envs).sum(1)
+            credited = done & self.whole
+            self.return_sum += (self.running * credited).reshape(self.size, self.num_envs).sum(1)
+            self.count += credited.reshape(self.size, self.num_envs).sum(1)
+            self.inherited += (done & ~self.whole).reshape(self.size, self.num_envs).sum(1)
             self.running[done] = 0.0
+            self.whole[done] = True  # the next episode starts under the slot's member
 
     def mean_returns(self) -> np.ndarray:
-        """Mean return per member of episodes finished since `clear` (nan where none finished)."""
+        """Mean return per member of the whole episodes it finished since `clear` (nan where none)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.count > 0, self.return_sum / np.maximum(self.count, 1), np.nan)
 
@@ -120,21 +143,24 @@ class RolloutCollector:
         could only be done by the batched NumPy envs. Slot p's recurrent state is kept where
         `keep[p]` (the same, unmutated network plays on: the elite in its own slot) and zeroed
         elsewhere, because it was computed by another network's weights and means nothing to the
-        new one; the new member then reads the rest of the episode from a fresh state."""
+        new one; the new member then reads the rest of the episode from a fresh state. Where the
+        network changes, the running episodes' returns will not be credited (`EpisodeTracker`)."""
+        self.episodes.hand_over(keep)
         if self.state is not None:
             kept = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.device).view(-1, 1, 1)
             self.state = torch.where(kept, self.state, torch.zeros((), device=self.device))
 
     def save_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """What a resumed run needs to continue the training envs exactly: the envs' own state, the
-        current observation, episode starts, the partial returns of running episodes and the
-        recurrent state; only `{"env": None}` where the backend cannot save its state."""
+        current observation, episode starts, the partial returns of running episodes and which of
+        them are inherited, and the recurrent state; only `{"env": None}` where the backend cannot save its state."""
         env = self.env.save_state()
         if env is None:  # the rest is of no use without the envs it belongs to
             return {"env": None}, {}
         tensors = {"collector.obs": torch.from_numpy(np.ascontiguousarray(self.obs)),
                    "collector.starts": torch.from_numpy(self.starts.astype(np.uint8)),
                    "collector.running": torch.from_numpy(self.episodes.running.copy()),
+                   "collector.whole": torch.from_numpy(self.episodes.whole.astype(np.uint8)),
                    "collector.discounted": self.discounted.cpu()}
         if self.state is not None:
             tensors["collector.state"] = self.state.cpu()
@@ -152,6 +178,8 @@ class RolloutCollector:
         self.obs = tensors["collector.obs"].numpy().copy()
         self.starts = tensors["collector.starts"].numpy().astype(bool)
         self.episodes.running = tensors["collector.running"].numpy().copy()
+        if "collector.whole" in tensors:  # older checkpoints credited every episode to its finisher
+            self.episodes.whole = tensors["collector.whole"].numpy().astype(bool)
         self.discounted = tensors["collector.discounted"].to(self.device)
         self.state = tensors["collector.state"].to(self.device) if meta["recurrent"] else None
         return True

@@ -68,3 +68,81 @@ def test_hand_over_keeps_the_elites_recurrent_state_and_zeroes_the_others():
     collector.hand_over([True, False, False])
     assert torch.equal(collector.state[0], before[0])
     assert torch.equal(collector.state[1:], torch.zeros(2, 2, 5))
+
+
+class RampEnv(gym.Env):
+    """Episodes of 4 steps (time limit); the reward of the k-th step this instance ever took is k,
+    so every episode's return is known by hand: steps 1-4 return 10, steps 5-8 return 26, ..."""
+
+    metadata = {"render_modes": []}
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.k += 1
+        return np.array([self.k], np.float32), float(self.k), False, self.k % 4 == 0, {}
+
+
+if "evorl-test/Ramp-v0" not in gym.registry:
+    gym.register(id="evorl-test/Ramp-v0", entry_point=RampEnv)
+
+
+def test_an_episode_handed_over_mid_way_is_credited_to_no_one():
+    import torch
+
+    from evorl_cli.envs.batch import EnvBatch
+    from evorl_cli.population import Population
+    from evorl_cli.rollout import RolloutCollector
+
+    # 2 slots x 1 env, rollouts of 3 steps; episodes are steps 1-4 (return 1+2+3+4 = 10) and 5-8
+    # (5+6+7+8 = 26). The hand-over falls after step 3, in the middle of the first episode: slot 0
+    # keeps its network (the elite in its own slot), slot 1 gets another one.
+    config = tiny_config(**{"env.id": "evorl-test/Ramp-v0", "env.name": "ramp", "env.num_envs": 1})
+    env = EnvBatch(config.env, 2)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), torch.Generator().manual_seed(0))
+    collector = RolloutCollector(env, 2, 1, steps=3, device=torch.device("cpu"))
+    collector.reset(0)
+    gen = torch.Generator().manual_seed(0)
+    collector.collect(pop, gen)  # steps 1-3: no episode ends
+    collector.hand_over([True, False])
+    collector.episodes.clear()  # a new generation starts
+    collector.collect(pop, gen)  # steps 4-6: the first episode ends at step 4
+    collector.collect(pop, gen)  # steps 7-9: the second ends at step 8
+    tracker = collector.episodes
+    assert tracker.count.tolist() == [2, 1]
+    assert tracker.inherited.tolist() == [0, 1]
+    # slot 0 played both episodes with one network: (10 + 26) / 2; slot 1 only the second whole.
+    np.testing.assert_allclose(tracker.mean_returns(), [18.0, 26.0])
+    assert tracker.running.tolist() == [9.0, 9.0]  # the third episode runs on, credited to its slots
+
+    # A second hand-over in the third episode drops it for slot 0 too; the episode after is whole.
+    collector.hand_over([False, True])
+    collector.episodes.clear()
+    collector.collect(pop, gen)  # steps 10-12: the third episode (9+10+11+12 = 42) ends at 12
+    collector.collect(pop, gen)  # steps 13-15
+    collector.collect(pop, gen)  # steps 16-18: the fourth (13+14+15+16 = 58) ends at 16
+    assert tracker.count.tolist() == [1, 2] and tracker.inherited.tolist() == [1, 0]
+    np.testing.assert_allclose(tracker.mean_returns(), [58.0, (42.0 + 58.0) / 2])
+
+
+def test_inherited_episodes_survive_a_checkpoint():
+    import torch
+
+    from evorl_cli.envs.batch import EnvBatch
+    from evorl_cli.rollout import RolloutCollector
+
+    config = tiny_config(**{"env.backend": "numpy"})
+    collectors = [RolloutCollector(EnvBatch(config.env, 3 * 2), 3, 2, 4, torch.device("cpu")) for _ in range(2)]
+    for c in collectors:
+        c.reset(0)
+    collectors[0].hand_over([True, False, True])
+    meta, tensors = collectors[0].save_state()
+    assert collectors[1].load_state(meta, tensors)
+    assert collectors[1].episodes.whole.tolist() == [True, True, False, False, True, True]
