@@ -6,8 +6,17 @@ different sizes. glibc's malloc keeps freed memory for reuse, and each time a la
 mapped on its own is freed it raises the size from which it maps blocks on their own, so later
 large blocks come from the heap, where the freed ones fragment it. The resident set then grew 16%
 from generation 20 to 200 of `benchmarks/memory.py` while the networks had shrunk again. A fixed
-mmap threshold keeps large blocks out of the heap (each goes back when freed), and `malloc_trim`
-once a generation returns the heap's free pages. Elsewhere (macOS, Windows, musl) both do nothing.
+mmap threshold keeps the largest blocks out of the heap (each goes back when freed), and
+`malloc_trim` once a generation returns the heap's free pages. Elsewhere (macOS, Windows, musl)
+both do nothing.
+
+The threshold is 4 MiB, not lower: every block above it is a fresh mapping whose pages fault in
+(zeroed) on first use, and fixing it also pins the trim threshold, which glibc otherwise raises
+with it. At 256 KiB, with the trim threshold left at 128 KiB, population 16 trained at 3-5k env
+steps/s against 8-17k without (alternated runs, same load), as the update's [P, batch, width]
+intermediates were mapped, faulted in and unmapped every minibatch. At 4 MiB with a 64 MiB trim
+threshold training runs as fast as without, and the 200-generation peak grew 4.6% (trimming alone:
+9.5%; neither: 15.9%).
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ import ctypes.util
 import platform
 from functools import lru_cache
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
-MMAP_THRESHOLD = 256 * 1024  # blocks from this size are mapped on their own; glibc starts at 128 KiB
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 4 << 20  # blocks from this size are mapped on their own (glibc: 128 KiB rising to 32 MiB)
+TRIM_THRESHOLD = 64 << 20  # free heap top kept for reuse between minibatches; malloc_trim returns it once a generation
 
 
 @lru_cache(maxsize=1)
@@ -33,10 +43,12 @@ def _glibc():
 
 
 def keep_large_blocks_off_the_heap() -> None:
-    """Fix glibc's mmap threshold (it otherwise rises as large blocks are freed). Process-wide; idempotent."""
+    """Fix glibc's mmap and trim thresholds (they otherwise rise as large blocks are freed).
+    Process-wide; idempotent."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def release_free_memory() -> None:

@@ -271,7 +271,8 @@ def _train(pop: Population, data: _UnitData, loss_mask: torch.Tensor | None, per
         minibatch = Minibatch(flat(_take(data.actions, idx)), flat(_take(data.old_logp, idx)), adv,
                               flat(_take(data.returns, idx)),
                               flat(_take(data.old_values, idx)) if cfg.clip_vloss else None, sample_weight)
-        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef)
+        member_loss, terms = ppo_objective(flat(head), flat(value), pop.log_std(), minibatch, coef,
+                                           pop.net.action.nvec)
         approx_kl = terms[:, APPROX_KL]
         with torch.no_grad():
             if kl_limit is not None:
