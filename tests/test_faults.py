@@ -235,8 +235,8 @@ def test_a_member_that_diverges_mid_run_is_replaced_and_the_run_goes_on(tmp_path
     real_update, real_repair = train_module.ppo_update, train_module.repair_nonfinite
     calls, seen = {"n": 0}, []
 
-    def poisoning_update(pop, rollout, cfg, gen):
-        stats = real_update(pop, rollout, cfg, gen)
+    def poisoning_update(pop, *args):
+        stats = real_update(pop, *args)
         calls["n"] += 1
         if calls["n"] == 2:  # generation 1: member 1's update blows up
             with torch.no_grad():

@@ -232,8 +232,8 @@ def _disk_full(ctx) -> tuple[int, str, str]:
 def _member_diverges(ctx) -> tuple[int, str, str]:
     real, calls = train_module.ppo_update, []
 
-    def update_that_blows_up_member_1(pop, rollout, cfg, gen):
-        stats = real(pop, rollout, cfg, gen)
+    def update_that_blows_up_member_1(pop, *args):
+        stats = real(pop, *args)
         calls.append(1)
         if len(calls) == 2:
             with torch.no_grad():
