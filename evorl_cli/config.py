@@ -160,7 +160,7 @@ class CheckpointConfig:
 
 # The `logger` node: one field per optional backend in evorl_cli/loggers/ (each module declares its
 # own options), so a new backend is one new file there.
-LoggerConfig = logger_backends.options_schema()
+LoggerConfig = logger_backends.options_schema(__name__)
 
 
 @dataclass

@@ -110,9 +110,21 @@ def test_a_new_backends_options_are_checked_and_listed(package_with_new_backend,
 
 def test_the_built_in_backends_register_themselves():
     assert {"tensorboard", "wandb"} <= set(discover())
-    schema = options_schema()
+    schema = options_schema("evorl_cli.config")
     assert {"tensorboard", "wandb"} <= set(schema.__dataclass_fields__)
     assert BACKENDS["wandb"].package == "wandb" and BACKENDS["tensorboard"].package == "tensorboard"
+
+
+def test_the_logger_schema_pickles_by_reference():
+    """Launchers (joblib, submitit, Ray) pickle the run config to their workers: the schema must
+    arrive as the worker's own `config.LoggerConfig`, not as a copy that OmegaConf cannot merge."""
+    import pickle
+
+    from evorl_cli import config
+
+    assert pickle.loads(pickle.dumps(config.LoggerConfig)) is config.LoggerConfig
+    logger = tiny_config(**{"logger.tensorboard.enabled": True}).logger
+    assert pickle.loads(pickle.dumps(logger)) == logger
 
 
 def test_option_checks_run_for_enabled_backends_only():

@@ -59,15 +59,20 @@ def discover() -> dict[str, Backend]:
     return BACKENDS
 
 
-def options_schema() -> type:
-    """The `logger` node of the run config: one field per backend, holding its options."""
+def options_schema(module: str) -> type:
+    """The `logger` node of the run config: one field per backend, holding its options. `module`
+    must bind the class as `LoggerConfig` at its top level: configs sent to launcher workers are
+    pickled, which finds the class there by name (otherwise it travels by value, and the worker's
+    copy is not the class its own schema holds)."""
     backends = discover()
-    return make_dataclass(
+    schema = make_dataclass(
         "LoggerConfig",
         [(name, b.options, field(default_factory=b.options)) for name, b in sorted(backends.items())],
         namespace={"__doc__": "Where the per-generation records go besides metrics.csv and the terminal "
                               "(always on): `logger=<backend>`, several with `logger=[a,b]`, or "
                               "`logger.<backend>.enabled=true`."})
+    schema.__module__ = module
+    return schema
 
 
 def help_text() -> str:
