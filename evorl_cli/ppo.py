@@ -8,7 +8,7 @@ state does not move, so the batched update equals each member's update run on it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -213,7 +213,8 @@ class _UnitData:
 
     def rows(self, start: int, stop: int) -> "_UnitData":
         """Members start..stop-1 (views)."""
-        return _UnitData(*(None if x is None else x[start:stop] for x in vars(self).values()))
+        return _UnitData(**{f.name: None if (x := getattr(self, f.name)) is None else x[start:stop]
+                            for f in fields(self)})
 
 
 def _train(pop: Population, data: _UnitData, loss_mask: torch.Tensor | None, perms: list[torch.Tensor],

@@ -313,6 +313,7 @@ def test_every_kinds_notes_are_recognised_as_that_kind(name):
 def test_a_new_kind_is_recognised_by_its_note_prefix(monkeypatch):
     from evorl_cli.evolve import mutate
 
-    monkeypatch.setitem(mutate.MUTATIONS, "dropout", mutate.MutationKind("dropout", lambda m, pop, p: "dropout 0.1"))
-    assert mutate.kind_of("dropout 0.1") == "dropout"  # its name is its default prefix
+    monkeypatch.setitem(mutate.MUTATIONS, "dropout",
+                        mutate.MutationKind("dropout", lambda m, pop, p: "dropout 0.1", ("dropout",)))
+    assert mutate.kind_of("dropout 0.1") == "dropout"
     assert mutate.kind_of("lr 0.001->0.0012") == "rl_hp" and mutate.kind_of("lrx 1") == "lrx"

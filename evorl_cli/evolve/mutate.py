@@ -40,12 +40,12 @@ class MutationKind:
 
     name: str
     apply: Callable[["Mutator", Population, int], str]
+    notes: tuple[str, ...]  # how this kind's notes begin (`mutation` defaults it to the name); "none..." is no change
     surgery: bool = False
-    notes: tuple[str, ...] = ()  # how this kind's notes begin (empty: its name); "none..." is no change
 
     def wrote(self, note: str) -> bool:
         """Whether `note` is one this kind writes."""
-        return note.startswith(self.notes or (self.name,))
+        return note.startswith(self.notes)
 
 
 MUTATIONS: dict[str, MutationKind] = {}
@@ -58,7 +58,7 @@ def mutation(name: str, surgery: bool = False, notes: tuple[str, ...] | None = N
     def register(fn: Callable[["Mutator", Population, int], str]):
         if name in MUTATIONS:
             raise ValueError(f"mutation kind {name} registered twice")
-        MUTATIONS[name] = MutationKind(name, fn, surgery, tuple(notes or (name,)))
+        MUTATIONS[name] = MutationKind(name, fn, tuple(notes or (name,)), surgery)
         return fn
     return register
 
@@ -70,7 +70,7 @@ def kind_of(note: str) -> str:
     if not text or text.startswith(NO_CHANGE):
         return NO_CHANGE
     for kind in MUTATIONS.values():
-        if kind.name != "no_mutation" and kind.wrote(text):
+        if kind.wrote(text):
             return kind.name
     return text.split()[0]
 
@@ -203,7 +203,8 @@ def architecture(m: Mutator, pop: Population, p: int) -> str:
 
 def _recurrent_size(m: Mutator, pop: Population, p: int, remove: bool) -> str:
     """Recurrent members grow their hidden state (gate-aware, outputs unchanged) or, with
-    `remove_prob`, shrink it (down to `net.min_width` units), so its size follows the task both ways;
+    `remove_prob`, shrink it (down to `net.min_width` units: the one floor on a layer's width, which
+    the recurrent state shares with the MLP's layers), so its size follows the task both ways;
     their MLP stays, since a new layer or removed units would break the function the state
     dynamics feed."""
     old = int(pop.arch.hidden[p])
