@@ -93,8 +93,6 @@ class Architecture:
         masks = ArchMasks.build(arch, device, width, depth)
         if len(groups) > 1:
             masks.buckets = [Bucket.build(arch, members, device) for members in groups]
-            order = np.concatenate(groups)
-            masks.restore = torch.as_tensor(np.argsort(order), device=device)
         return masks
 
 
@@ -102,7 +100,8 @@ class Architecture:
 # costs its own ops per layer whatever its size, so splitting pays only where the narrow members
 # save more arithmetic than that. Measured on 2 cores (`benchmarks/scaling.py --widths`, 8 members):
 # half at 64 and half at 256 units cost 1.16x the midpoint of all-64 and all-256 in buckets, 1.83x
-# padded; half at 64 and half at 128 cost the same either way, so a 2x gap is where it starts to pay.
+# padded (under load; on a quiet machine 1.26-1.40x against 1.64-1.87x); half at 64 and half at 128
+# cost about the same either way, so a 2x gap is where it starts to pay.
 BUCKET_RATIO = 2.0
 
 
@@ -137,7 +136,6 @@ class ArchMasks:
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
     activation_groups: list[tuple[str, torch.Tensor | None]]  # (activation, member indices or None: everyone)
     buckets: list["Bucket"] | None = None  # width buckets the MLP runs apart (None: one padded batch)
-    restore: torch.Tensor | None = None  # rows of the buckets' outputs, concatenated, in member order
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from evorl_cli.nets.arch import ArchMasks
 from evorl_cli.nets.layout import ParamLayout
@@ -46,14 +45,16 @@ class MLPEncoder:
 
         With width buckets (`masks.buckets`), each bucket's members run as their own batch, cut to
         the bucket's width and depth, on blocks of the parameters (`bucket_params`, or prepared
-        ones under `{prefix}.buckets`); the outputs are padded back to `width` in member order."""
+        ones under `{prefix}.buckets`); each bucket's output is written into its members' rows of one
+        zeroed [P, B, width] output (one copy, where padding, concatenating and reordering made three)."""
         if masks.buckets is None:
             return self._layers(params, x, masks, self.depth)
         blocks = params.get(f"{self.prefix}.buckets") or self.bucket_params(params, masks)
-        outs = [F.pad(self._layers(block, x.index_select(0, bucket.members), bucket.masks, bucket.depth),
-                      (0, self.width - bucket.width))
-                for block, bucket in zip(blocks, masks.buckets)]
-        return torch.cat(outs).index_select(0, masks.restore)
+        out = x.new_zeros(x.shape[0], x.shape[1], self.width)
+        for block, bucket in zip(blocks, masks.buckets):
+            h = self._layers(block, x.index_select(0, bucket.members), bucket.masks, bucket.depth)
+            out[:, :, :bucket.width].index_copy_(0, bucket.members, h)
+        return out
 
     def bucket_params(self, params: dict[str, torch.Tensor], masks: ArchMasks) -> list[dict[str, torch.Tensor]]:
         """Per bucket, its members' blocks of every layer it runs: `w{l}` [P_b, in, width_b] (layer
