@@ -98,8 +98,9 @@ class NetConfig:
     rnn_layers: int = 1
     max_hidden_size: int = 256
     cnn: Optional[CNNConfig] = None
-    # At most this many width buckets: members at least 2x apart in width run as separate batches,
-    # each cut to its own width (1: one batch padded to the widest member; see nets/arch.py).
+    # At most this many buckets of members by shape (depth and widest layer): each runs as its own
+    # batch cut to its own widest and deepest member (1: one batch padded to the widest and deepest
+    # member; see nets/arch.py). Kept under its first name, though depth now splits buckets too.
     width_buckets: int = 2
 
 

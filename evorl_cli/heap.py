@@ -10,13 +10,18 @@ mmap threshold keeps the largest blocks out of the heap (each goes back when fre
 `malloc_trim` once a generation returns the heap's free pages. Elsewhere (macOS, Windows, musl)
 both do nothing.
 
-The threshold is 4 MiB, not lower: every block above it is a fresh mapping whose pages fault in
-(zeroed) on first use, and fixing it also pins the trim threshold, which glibc otherwise raises
-with it. At 256 KiB, with the trim threshold left at 128 KiB, population 16 trained at 3-5k env
-steps/s against 8-17k without (alternated runs, same load), as the update's [P, batch, width]
-intermediates were mapped, faulted in and unmapped every minibatch. At 4 MiB with a 64 MiB trim
-threshold training runs as fast as without, and the 200-generation peak grew 4.6% (trimming alone:
-9.5%; neither: 15.9%).
+The threshold is 32 MiB (glibc's largest), not lower: every block above it is a fresh mapping
+whose pages fault in (zeroed) on first use, and fixing it also pins the trim threshold, which glibc
+otherwise raises with it. The update's [P, batch, width] intermediates are allocated and freed
+every minibatch, so any of them above the threshold is mapped, faulted in and unmapped each time:
+- at 256 KiB (trim threshold 128 KiB) population 16 trained at 3-5k env steps/s against 8-17k
+  without (alternated runs, same load);
+- at 4 MiB population 16 ran as fast as without, but population 64's 8 MiB intermediates were
+  mapped each minibatch: 16,300 env steps/s against 33,700 without, half the time in the kernel
+  (24M page faults in 2 generations). At 32 MiB: 35,400, 0.3M faults (`benchmarks/scaling.py`'s
+  P=64, 2 generations, one thread, alternated under the same load).
+Population 256 trains in slices of 64 members (`ppo.UPDATE_SLICE`), so its intermediates stay
+below the threshold too.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import platform
 from functools import lru_cache
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 4 << 20  # blocks from this size are mapped on their own (glibc: 128 KiB rising to 32 MiB)
+MMAP_THRESHOLD = 32 << 20  # blocks from this size are mapped on their own (glibc: 128 KiB rising to 32 MiB, its cap)
 TRIM_THRESHOLD = 64 << 20  # free heap top kept for reuse between minibatches; malloc_trim returns it once a generation
 
 

@@ -175,7 +175,7 @@ class Population:
     def _compile_masks(self) -> ArchMasks:
         """Masks of the current architecture for the current layout, for every tower's members."""
         return self.arch.compile(self.device, self.net.cap.width, self.net.cap.depth, self.net.towers,
-                                 self.net.net_cfg.width_buckets)
+                                 self.net.net_cfg.width_buckets, self.net.tower.mlp.in_dim)
 
     def refresh_masks(self) -> None:
         """After an architecture change: fit the layout to the widest/deepest member, rebuild masks."""

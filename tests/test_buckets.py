@@ -12,7 +12,7 @@ from test_ppo import _rollout
 
 from evorl_cli import checkpoint
 from evorl_cli.checkpoint import population_payload, restore_population
-from evorl_cli.nets.arch import width_buckets
+from evorl_cli.nets.arch import member_buckets
 from evorl_cli.ppo import ppo_update
 
 WIDTHS = ([16, 16], [64, 64], [16], [48, 64], [8, 12])
@@ -32,13 +32,27 @@ def _buckets(pop) -> list[list[int]]:
     return [[m for m in b.members.tolist() if m < pop.size] for b in pop.masks.buckets]
 
 
+def _rule(widths: list[list[int]], max_buckets: int, in_dim: int = 6) -> list[list[int]]:
+    """member_buckets on rows of hidden widths (ragged rows padded with 0: layers off)."""
+    depth = max(len(w) for w in widths)
+    table = np.array([w + [0] * (depth - len(w)) for w in widths])
+    return [b.tolist() for b in member_buckets(table, in_dim, max_buckets)]
+
+
 def test_bucket_rule():
-    assert [b.tolist() for b in width_buckets(np.array([64, 256, 64, 256]), 2)] == [[0, 2], [1, 3]]
-    assert [b.tolist() for b in width_buckets(np.array([64, 96, 120]), 4)] == [[0, 1, 2]]  # close: one batch
-    assert [b.tolist() for b in width_buckets(np.array([64, 256, 64, 256]), 1)] == [[0, 1, 2, 3]]
-    # Three classes, room for two: the two closest in width (16 and 64: 4x; 64 and 512: 8x) merge.
-    assert [b.tolist() for b in width_buckets(np.array([512, 16, 64]), 2)] == [[1, 2], [0]]
-    assert [b.tolist() for b in width_buckets(np.array([512, 16, 64]), 3)] == [[1], [2], [0]]
+    assert _rule([[64], [256], [64], [256]], 2) == [[0, 2], [1, 3]]
+    assert _rule([[64], [256], [64], [256]], 1) == [[0, 1, 2, 3]]
+    assert _rule([[64], [64]], 4) == [[0, 1]]  # one shape: one batch
+    # Three shapes, room for two: the cheapest merge (16 with 64: the 16-unit member pays for 48
+    # more units; 64 with 512 would cost 448) goes first.
+    assert _rule([[512], [16], [64]], 2) == [[1, 2], [0]]
+    assert _rule([[512], [16], [64]], 3) == [[1], [2], [0]]
+    # Depth splits too: one member a layer deeper would make the other three run that layer.
+    assert _rule([[64, 64], [64, 64, 64], [64, 64], [64, 64]], 2) == [[0, 2, 3], [1]]
+    # 96 units beside 64 cost the 64s 2.25x their hidden arithmetic: a bucket of their own.
+    assert _rule([[64, 64]] * 3 + [[96, 96]], 2) == [[0, 1, 2], [3]]
+    # A difference that saves under MIN_SAVING of the arithmetic is not worth a bucket's own ops.
+    assert _rule([[64, 64]] * 10 + [[65, 65]], 4) == [list(range(11))]
 
 
 @pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])

@@ -107,14 +107,18 @@ def test_per_member_activation_matches_each_function():
     assert np.array_equal(pop.arch.n_layers, [1, 1, 1])
 
 
-def test_mixed_activations_have_each_functions_gradient():
+@pytest.mark.parametrize("majority", [None, "gelu", "relu"])
+def test_mixed_activations_have_each_functions_gradient(majority):
     """Every activation a member can have, six groups in one batch: values and gradients equal
-    each function applied to its own rows by autograd."""
+    each function applied to its own rows by autograd. With a majority, its function runs on every
+    row first and the others overwrite their rows (arch._grouped): the oracle is unchanged."""
     from evorl_cli.config import ACTIVATIONS
     from evorl_cli.nets.arch import ACTIVATION_FNS, Architecture
 
-    size = 2 * len(ACTIVATIONS)
-    acts = np.array([i % len(ACTIVATIONS) for i in range(size)])
+    acts = [i % len(ACTIVATIONS) for i in range(2 * len(ACTIVATIONS))]
+    if majority is not None:
+        acts += [ACTIVATIONS.index(majority)] * 5
+    size, acts = len(acts), np.array(acts)
     arch = Architecture(np.full((size, 1), 8), acts, np.zeros(size, dtype=np.int64))
     masks = arch.compile(torch.device("cpu"), 8, 1)
     g = torch.Generator().manual_seed(0)

@@ -5,12 +5,13 @@ The population's parameters are laid out for its widest and deepest member. A me
 batch compute exactly what each member's narrow network computes, so architecture mutation never
 splits the population's parameters, optimiser state or selection.
 
-Width buckets: when members' widths differ a lot (64 beside 256 units), the padded batch makes the
-narrow ones pay for the widest. The MLP then runs its members in a few buckets of similar width
-(`width_buckets`), each bucket one batched computation cut to its own widest and deepest member,
-reading blocks of the same flat parameters. The buckets are a function of the architecture only,
-rebuilt with the masks whenever an architecture changes (generation boundaries), so they hold no
-state of their own: checkpoints, selection and resume never see them.
+Buckets: when members' architectures differ (64 beside 96 units, or one member a layer deeper), the
+padded batch makes every member pay for the widest and deepest. The MLP then runs its members in a
+few buckets of similar shape (at most `net.width_buckets`), each bucket one batched computation cut
+to its own widest and deepest member, reading blocks of the same flat parameters. The buckets are a
+function of the architecture only, rebuilt with the masks whenever an architecture changes
+(generation boundaries), so they hold no state of their own: checkpoints, selection and resume
+never see them.
 """
 
 from __future__ import annotations
@@ -84,42 +85,53 @@ class Architecture:
         return core + "x".join(str(w) for w in self.hidden_sizes(p)) + " " + self.activation_name(p)
 
     def compile(self, device: torch.device, width: int, depth: int, towers: int = 1,
-                max_buckets: int = 1) -> "ArchMasks":
+                max_buckets: int = 1, in_dim: int = 0) -> "ArchMasks":
         """Masks for a parameter layout of `width` x `depth` (at least the widest/deepest member),
         for `towers` copies of the population stacked on the member axis (actor and critic), with
-        the MLP run in at most `max_buckets` width buckets (`width_buckets`)."""
+        the MLP (reading `in_dim` features) run in at most `max_buckets` buckets (`member_buckets`)."""
         arch = self if towers == 1 else self.gather(np.tile(np.arange(self.size), towers))
-        groups = width_buckets(arch.widths.max(axis=1), max_buckets)
+        groups = member_buckets(arch.widths, in_dim, max_buckets)
         masks = ArchMasks.build(arch, device, width, depth)
         if len(groups) > 1:
             masks.buckets = [Bucket.build(arch, members, device) for members in groups]
         return masks
 
 
-# Members whose widest layers differ by this factor or more may run in separate buckets. A bucket
-# costs its own ops per layer whatever its size, so splitting pays only where the narrow members
-# save more arithmetic than that. Measured on 2 cores (`benchmarks/scaling.py --widths`, 8 members):
-# half at 64 and half at 256 units cost 1.16x the midpoint of all-64 and all-256 in buckets, 1.83x
-# padded (under load; on a quiet machine 1.26-1.40x against 1.64-1.87x); half at 64 and half at 128
-# cost about the same either way, so a 2x gap is where it starts to pay.
-BUCKET_RATIO = 2.0
+# A split must save at least this share of the population's MLP arithmetic to be worth a bucket's
+# own ops (its matmul, activation, masks and gathers per layer, whatever its size). Below
+# `net.width_buckets` buckets nearly every difference of shape clears it: one member a layer deeper
+# or 96 units beside 64 costs everyone else 50-90% more arithmetic in one padded batch.
+MIN_SAVING = 0.05
 
 
-def width_buckets(widest: np.ndarray, max_buckets: int) -> list[np.ndarray]:
-    """Members (indices, ascending) grouped into at most `max_buckets` buckets by their widest layer:
-    sorted by width, a new bucket starts where the width reaches `BUCKET_RATIO` times the current
-    bucket's narrowest; with too many, the two adjacent buckets closest in width merge first.
-    One bucket (everyone) when the widths are close or `max_buckets` is 1."""
-    runs: list[list[int]] = []
-    for w in np.unique(widest).tolist():
-        if runs and (max_buckets <= 1 or w < BUCKET_RATIO * runs[-1][0]):
-            runs[-1].append(w)
-        else:
-            runs.append([w])
-    while len(runs) > max(max_buckets, 1):
-        closest = min(range(len(runs) - 1), key=lambda i: runs[i + 1][0] / runs[i][0])
-        runs[closest:closest + 2] = [runs[closest] + runs[closest + 1]]
-    return [np.flatnonzero(np.isin(widest, run)) for run in runs]
+def member_buckets(widths: np.ndarray, in_dim: int, max_buckets: int) -> list[np.ndarray]:
+    """Members (indices, ascending) grouped into at most `max_buckets` buckets by shape.
+
+    Each distinct (depth, widest layer) starts as its own bucket. A bucket costs its members' padded
+    arithmetic: every member runs the bucket's deepest and widest net, `in_dim x W + (D - 1) x W^2`
+    multiply-adds per sample. Buckets then merge pairwise, cheapest merge first, while there are
+    more than `max_buckets` or the cheapest merge adds under `MIN_SAVING` of the total. Buckets come
+    ordered by width, then depth. One bucket (everyone) when the shapes agree or `max_buckets` is 1.
+    """
+    depth, widest = (widths > 0).sum(axis=1), widths.max(axis=1)
+    shapes, shape_of = np.unique(np.stack([depth, widest], axis=1), axis=0, return_inverse=True)
+    shape_of = shape_of.reshape(-1)
+    count = np.bincount(shape_of, minlength=len(shapes))
+    groups = [[k] for k in range(len(shapes))]
+
+    def cost(group: list[int]) -> float:
+        d, w = shapes[group].max(axis=0)
+        return float(count[group].sum()) * (in_dim * w + (d - 1) * w * w)
+
+    while len(groups) > 1:
+        total = sum(cost(g) for g in groups)
+        added, i, j = min((cost(a + b) - cost(a) - cost(b), i, j)
+                          for i, a in enumerate(groups) for j, b in enumerate(groups) if i < j)
+        if len(groups) <= max(max_buckets, 1) and added >= MIN_SAVING * total:
+            break
+        groups[i] = groups[i] + groups.pop(j)
+    groups.sort(key=lambda g: tuple(shapes[g].max(axis=0)[::-1]))
+    return [np.flatnonzero(np.isin(shape_of, g)) for g in groups]
 
 
 @dataclass
@@ -134,8 +146,9 @@ class ArchMasks:
     width: int
     unit_mask: list[torch.Tensor | None]  # per layer: [P, 1, width] float, or None when no unit is masked
     layer_on: list[torch.Tensor | None]  # per layer: [P, 1, 1] bool, or None when every member has it
-    activation_groups: list[tuple[str, torch.Tensor | None]]  # (activation, member indices or None: everyone)
-    buckets: list["Bucket"] | None = None  # width buckets the MLP runs apart (None: one padded batch)
+    # (activation, member indices); the first, the most common, has None: it runs on every row
+    activation_groups: list[tuple[str, torch.Tensor | None]]
+    buckets: list["Bucket"] | None = None  # buckets of members the MLP runs apart (None: one padded batch)
 
     @classmethod
     def build(cls, arch: Architecture, device: torch.device, width: int, depth: int) -> "ArchMasks":
@@ -150,11 +163,13 @@ class ArchMasks:
             mask = (units[None, :] < widths[:, None]).astype(np.float32)
             unit_mask.append(None if full else torch.as_tensor(mask, device=device).unsqueeze(1))
             layer_on.append(None if on.all() else torch.as_tensor(on, device=device).view(-1, 1, 1))
-        present = np.unique(arch.activation)
-        if len(present) == 1:
-            return cls(depth, width, unit_mask, layer_on, [(ACTIVATIONS[int(present[0])], None)])
-        groups = [(ACTIVATIONS[int(a)], torch.as_tensor(np.flatnonzero(arch.activation == a), device=device))
-                  for a in present]
+        present, counts = np.unique(arch.activation, return_counts=True)
+        # The most common activation first: it runs on every row in one op, and only the other
+        # groups' rows are gathered and written over (see `_grouped`).
+        order = np.argsort(-counts, kind="stable")
+        groups = [(ACTIVATIONS[int(present[order[0]])], None)]
+        groups += [(ACTIVATIONS[int(a)], torch.as_tensor(np.flatnonzero(arch.activation == a), device=device))
+                   for a in present[order[1:]]]
         return cls(depth, width, unit_mask, layer_on, groups)
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
@@ -169,7 +184,7 @@ class ArchMasks:
 
 @dataclass
 class Bucket:
-    """Members of one width bucket (rows of the batch) and the masks of their own, narrower batch."""
+    """Members of one bucket (rows of the batch) and the masks of their own, narrower batch."""
 
     members: torch.Tensor  # [P_b] long, ascending
     width: int  # the bucket's widest layer
@@ -183,10 +198,13 @@ class Bucket:
         return cls(torch.as_tensor(members, device=device), width, depth, ArchMasks.build(own, device, width, depth))
 
 
-def _grouped(z: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
-    """Rows of `z` through their group's activation, gathered and written back group by group."""
-    out = torch.empty_like(z)
-    for name, members in groups:
+def _grouped(z: torch.Tensor, groups: list[tuple[str, torch.Tensor | None]]) -> torch.Tensor:
+    """Rows of `z` through their group's activation: the first (most common) activation on every
+    row in one op, then each other group's rows gathered, activated and written over it. Gathering
+    every group instead costs three passes over the whole tensor where this costs about one plus
+    three over the minority rows (the update's [P, batch, width] activations are memory-bound)."""
+    out = ACTIVATION_FNS[groups[0][0]](z)
+    for name, members in groups[1:]:
         out.index_copy_(0, members, ACTIVATION_FNS[name](z.index_select(0, members)))
     return out
 
@@ -220,8 +238,8 @@ class _GroupedActivation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         z, out = ctx.saved_tensors
-        dz = torch.empty_like(grad)
-        for name, members in ctx.groups:
+        dz = ACTIVATION_GRADS[ctx.groups[0][0]](grad, z, out)  # the most common on every row, as forward
+        for name, members in ctx.groups[1:]:
             d_rows = ACTIVATION_GRADS[name](grad.index_select(0, members), z.index_select(0, members),
                                             out.index_select(0, members))
             dz.index_copy_(0, members, d_rows)

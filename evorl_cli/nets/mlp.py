@@ -43,7 +43,7 @@ class MLPEncoder:
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks) -> torch.Tensor:
         """`x`: [P, B, in_dim] -> last active layer's output [P, B, width] (unused units are 0).
 
-        With width buckets (`masks.buckets`), each bucket's members run as their own batch, cut to
+        With buckets (`masks.buckets`), each bucket's members run as their own batch, cut to
         the bucket's width and depth, on blocks of the parameters (`bucket_params`, or prepared
         ones under `{prefix}.buckets`); each bucket's output is written into its members' rows of one
         zeroed [P, B, width] output (one copy, where padding, concatenating and reordering made three)."""
