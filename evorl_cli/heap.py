@@ -20,8 +20,8 @@ every minibatch, so any of them above the threshold is mapped, faulted in and un
   mapped each minibatch: 16,300 env steps/s against 33,700 without, half the time in the kernel
   (24M page faults in 2 generations). At 32 MiB: 35,400, 0.3M faults (`benchmarks/scaling.py`'s
   P=64, 2 generations, one thread, alternated under the same load).
-Population 256 trains in slices of 64 members (`ppo.UPDATE_SLICE`), so its intermediates stay
-below the threshold too.
+A large population trains in slices of members (`ppo.members_per_pass`), so its intermediates
+stay well below the threshold too.
 """
 
 from __future__ import annotations

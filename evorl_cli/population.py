@@ -160,7 +160,7 @@ class Population:
     def rows(self, start: int, stop: int) -> "Population":
         """Members start..stop-1 as a population sharing this one's storage: what an optimiser step
         writes there (parameters, Adam's moments) lands in this population. For passes that need
-        only part of the batch at a time (`ppo.UPDATE_SLICE`); it is not for selection."""
+        only part of the batch at a time (`ppo.members_per_pass`); it is not for selection."""
         part = copy.copy(self)
         part.adam = self.adam.rows(start, stop)
         part.hp = {k: v[start:stop] for k, v in self.hp.items()}

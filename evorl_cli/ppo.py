@@ -153,9 +153,22 @@ def minibatch_sizes(batch: np.ndarray, samples: int, k: int) -> np.ndarray:
 # Members per pass of the update. One pass over all members serves small populations best (one op
 # per layer whatever P), but a minibatch's activations grow with P: at 256 members x 256 samples x
 # 64 units x 2 towers each is 33 MB, beyond the caches, and the elementwise ops (activations, their
-# gradients, Adam) then run at memory speed. Slices of 64 keep them near 8 MB (measured on 2 cores:
-# update 50 ms a member at P=256 in one pass, 24 ms at P=64).
-UPDATE_SLICE = 64
+# gradients, Adam) then run at memory speed; from 32 MiB on, glibc also maps every such block afresh
+# and faults its pages in (heap.py). A pass holds as many members as keep the largest activation
+# near SLICE_BYTES. Measured on 2 cores: Acrobot (MLP 64x64, batch 256: 64 members a pass) updated
+# in 50 ms a member at P=256 in one pass, 24 ms at P=64; pendulum_novel's LSTM (64 units, batch 512:
+# 16 members a pass) trained P=64 at 46,500 env-steps/s in passes of 16, 40,700 in 32, 32,900 in 64.
+SLICE_BYTES = 8 << 20
+
+
+def members_per_pass(pop: Population) -> int:
+    """How many members one pass of the update trains: `SLICE_BYTES` over one member's largest
+    minibatch activation (its batch x the MLP's width, or an LSTM's four gates, for each tower).
+    A CNN's feature maps are not counted: its members convolve in one grouped call."""
+    net = pop.net
+    widest = max(net.cap.width, 4 * net.cap.hidden) * net.towers
+    per_member = int(pop.hp["batch_size"].max()) * widest * pop.params.element_size()
+    return max(1, SLICE_BYTES // per_member)
 
 
 def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generator,
@@ -163,7 +176,7 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     """Train every member on its share of `ro`: epochs x shuffled minibatches of its own size, each
     member at its own lr times `lr_factor` (the run's lr schedule, `evorl_cli.schedule`).
 
-    Members learn independently, so a large population trains in slices of `UPDATE_SLICE`
+    Members learn independently, so a large population trains in slices of `members_per_pass`
     members (`Population.rows`, sharing its storage); every member's shuffles are drawn first, in
     the same order whatever the slicing, so slicing changes no member's update."""
     device = pop.device
@@ -184,12 +197,13 @@ def ppo_update(pop: Population, ro: Rollout, cfg: PPOConfig, gen: torch.Generato
     # Every member shuffles its units afresh each epoch (randperm: a tenth of argsort's cost).
     perms = [torch.stack([torch.randperm(units, generator=gen, device=device) for _ in range(size)])
              for _ in range(int(pop.hp["update_epochs"].max()))]
-    if size <= UPDATE_SLICE:
+    per_pass = members_per_pass(pop)
+    if size <= per_pass:
         stats = _train(pop, data, plan.loss_mask, perms, cfg, lr_factor)
     else:
-        parts = [_train(pop.rows(a, min(a + UPDATE_SLICE, size)), data.rows(a, a + UPDATE_SLICE), plan.loss_mask,
-                        [perm[a:a + UPDATE_SLICE] for perm in perms], cfg, lr_factor)
-                 for a in range(0, size, UPDATE_SLICE)]
+        parts = [_train(pop.rows(a, min(a + per_pass, size)), data.rows(a, a + per_pass), plan.loss_mask,
+                        [perm[a:a + per_pass] for perm in perms], cfg, lr_factor)
+                 for a in range(0, size, per_pass)]
         stats = torch.cat(parts, dim=1)
 
     # One transfer off the device for all the diagnostics.

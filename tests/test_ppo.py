@@ -260,7 +260,7 @@ def test_update_diagnostics_per_member():
 
 
 def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
-    """A large population trains in slices of members (`UPDATE_SLICE`) that share its storage: the
+    """A large population trains in slices of members (`members_per_pass`) that share its storage: the
     same shuffles, so each member's update, optimiser state and diagnostics are the same."""
     whole, sliced = varied_population(CONTINUOUS), varied_population(CONTINUOUS)
     for pop in (whole, sliced):
@@ -269,7 +269,7 @@ def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
     ro = _rollout(whole, steps=8, envs=4, seed=2)
     cfg = PPOConfig(target_kl=0.01)
     stats = [ppo_update(whole, ro, cfg, torch.Generator().manual_seed(5))]
-    monkeypatch.setattr(ppo_module, "UPDATE_SLICE", 2)  # members 0-1, then member 2
+    monkeypatch.setattr(ppo_module, "members_per_pass", lambda pop: 2)  # members 0-1, then member 2
     stats.append(ppo_update(sliced, ro, cfg, torch.Generator().manual_seed(5)))
     assert not torch.equal(sliced.params, varied_population(CONTINUOUS).params)  # it trained
     torch.testing.assert_close(sliced.params, whole.params, atol=1e-6, rtol=1e-5)
@@ -277,3 +277,20 @@ def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
     assert torch.equal(sliced.adam.steps, whole.adam.steps)
     for name, value in stats[0].as_dict().items():
         np.testing.assert_allclose(stats[1].as_dict()[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_members_per_pass_keeps_a_pass_near_the_slice_budget():
+    """Acrobot's MLP (64 units, 2 towers, batch 256): 128 KiB a member, 64 a pass; an LSTM of 64
+    units (four gates, shared encoder, batch 512): 512 KiB a member, 16 a pass; never below one."""
+    from types import SimpleNamespace
+
+    from evorl_cli.nets.policy import Capacity
+
+    def pop(width, hidden, towers, batch):
+        net = SimpleNamespace(cap=Capacity(width, 2, hidden), towers=towers)
+        return SimpleNamespace(net=net, hp={"batch_size": np.array([batch // 2, batch])}, params=torch.zeros(1))
+
+    assert ppo_module.members_per_pass(pop(64, 0, 2, 256)) == 64
+    assert ppo_module.members_per_pass(pop(128, 0, 2, 256)) == 32
+    assert ppo_module.members_per_pass(pop(32, 64, 1, 512)) == 16
+    assert ppo_module.members_per_pass(pop(4096, 0, 2, 4096)) == 1
