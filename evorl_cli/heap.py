@@ -22,6 +22,8 @@ every minibatch, so any of them above the threshold is mapped, faulted in and un
   P=64, 2 generations, one thread, alternated under the same load).
 A large population trains in slices of members (`ppo.members_per_pass`), so its intermediates
 stay well below the threshold too.
+Memory over a long run (`benchmarks/memory.py`, 200 generations): the peak grew 4.1% from
+generation 20 at 32 MiB, 4.6% at 4 MiB; with trimming alone 9.5%, with neither 15.9%.
 """
 
 from __future__ import annotations
