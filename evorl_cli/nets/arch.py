@@ -117,21 +117,24 @@ def member_buckets(widths: np.ndarray, in_dim: int, max_buckets: int) -> list[np
     shapes, shape_of = np.unique(np.stack([depth, widest], axis=1), axis=0, return_inverse=True)
     shape_of = shape_of.reshape(-1)
     count = np.bincount(shape_of, minlength=len(shapes))
-    groups = [[k] for k in range(len(shapes))]
 
-    def cost(group: list[int]) -> float:
-        d, w = shapes[group].max(axis=0)
-        return float(count[group].sum()) * (in_dim * w + (d - 1) * w * w)
-
-    while len(groups) > 1:
-        total = sum(cost(g) for g in groups)
-        added, i, j = min((cost(a + b) - cost(a) - cost(b), i, j)
-                          for i, a in enumerate(groups) for j, b in enumerate(groups) if i < j)
-        if len(groups) <= max(max_buckets, 1) and added >= MIN_SAVING * total:
+    # Per bucket: members, deepest, widest (float: costs reach 1e12 and only compare), its shapes.
+    n, d, w = count.astype(float), shapes[:, 0].astype(float), shapes[:, 1].astype(float)
+    members = [[k] for k in range(len(shapes))]
+    while len(members) > 1:
+        own = n * (in_dim * w + (d - 1) * w * w)
+        # Every pair's merge at once: what the merged bucket costs beyond its two parts.
+        md, mw = np.maximum.outer(d, d), np.maximum.outer(w, w)
+        added = np.add.outer(n, n) * (in_dim * mw + (md - 1) * mw * mw) - np.add.outer(own, own)
+        added[np.tril_indices(len(members))] = np.inf
+        i, j = np.unravel_index(np.argmin(added), added.shape)
+        if len(members) <= max(max_buckets, 1) and added[i, j] >= MIN_SAVING * own.sum():
             break
-        groups[i] = groups[i] + groups.pop(j)
-    groups.sort(key=lambda g: tuple(shapes[g].max(axis=0)[::-1]))
-    return [np.flatnonzero(np.isin(shape_of, g)) for g in groups]
+        n[i], d[i], w[i] = n[i] + n[j], md[i, j], mw[i, j]
+        members[i] += members.pop(j)
+        n, d, w = (np.delete(x, j) for x in (n, d, w))
+    order = np.lexsort((d, w))  # by width, then depth
+    return [np.flatnonzero(np.isin(shape_of, members[k])) for k in order]
 
 
 @dataclass
