@@ -42,6 +42,7 @@ class Population:
         self.reward_scale = reward_scale or RewardScaler(params.shape[0], params.device, False)
         self._set_params(params)
         self.masks: ArchMasks = self._compile_masks()
+        self._row_masks: tuple[ArchMasks | None, dict] = (None, {})  # `rows`' masks per slice, for `masks`
 
     def _set_params(self, params: torch.Tensor) -> None:
         """Install a new flat parameter tensor and the named views the forward pass reads.
@@ -166,7 +167,14 @@ class Population:
         part.hp = {k: v[start:stop] for k, v in self.hp.items()}
         part.arch = self.arch.gather(np.arange(start, min(stop, self.size)))
         part._set_params(self.params.detach()[start:stop])
-        part.masks = part._compile_masks()
+        # Every update asks for the same slices until the architecture changes (new `masks`), so
+        # each slice's masks and buckets are compiled once per change, not once per update.
+        if self._row_masks[0] is not self.masks:
+            self._row_masks = (self.masks, {})
+        slices = self._row_masks[1]
+        if (start, stop) not in slices:
+            slices[start, stop] = part._compile_masks()
+        part.masks = slices[start, stop]
         return part
 
     def needed_capacity(self) -> Capacity:

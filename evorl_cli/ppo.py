@@ -157,7 +157,8 @@ def minibatch_sizes(batch: np.ndarray, samples: int, k: int) -> np.ndarray:
 # and faults its pages in (heap.py). A pass holds as many members as keep the largest activation
 # near SLICE_BYTES. Measured on 2 cores: Acrobot (MLP 64x64, batch 256: 64 members a pass) updated
 # in 50 ms a member at P=256 in one pass, 24 ms at P=64; pendulum_novel's LSTM (64 units, batch 512:
-# 16 members a pass) trained P=64 at 46,500 env-steps/s in passes of 16, 40,700 in 32, 32,900 in 64.
+# 16 members a pass) trained P=64 at 46,500 env-steps/s in passes of 16, 40,700 in 32, 32,900 in 64
+# (one run each, under load).
 SLICE_BYTES = 8 << 20
 
 

@@ -272,6 +272,11 @@ def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
     monkeypatch.setattr(ppo_module, "members_per_pass", lambda pop: 2)  # members 0-1, then member 2
     stats.append(ppo_update(sliced, ro, cfg, torch.Generator().manual_seed(5)))
     assert not torch.equal(sliced.params, varied_population(CONTINUOUS).params)  # it trained
+    # A slice's masks are compiled once per architecture, and again after it changes.
+    assert sliced.rows(0, 2).masks is sliced.rows(0, 2).masks
+    before = sliced.rows(2, 4).masks
+    sliced.refresh_masks()
+    assert sliced.rows(2, 4).masks is not before
     torch.testing.assert_close(sliced.params, whole.params, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(sliced.adam.exp_avg_sq, whole.adam.exp_avg_sq, atol=1e-8, rtol=1e-4)
     assert torch.equal(sliced.adam.steps, whole.adam.steps)
