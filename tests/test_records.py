@@ -289,3 +289,15 @@ def test_missing_extras_give_one_line_and_plots_never_fail_a_run(run, tmp_path, 
     out = io.StringIO()
     plot_on_finish(run[0], Console(file=out, width=200))
     assert out.getvalue().strip() == 'plots skipped: plots need matplotlib: pip install "evorl-cli[plot]"'
+
+
+def test_a_switched_off_target_does_not_flatten_the_fitness_plot():
+    """env.target=1e18 (a run that must use its whole budget) is named in the legend but not drawn:
+    drawn, it would squeeze every return into one flat line. A real target far above the returns
+    (Hopper's 3,800 beside 1,000) is still drawn."""
+    from evorl_cli.records.plots import _on_scale
+
+    returns = np.array([[180.0, 1000.0], [900.0, 1028.0]])
+    assert _on_scale(3800.0, returns) and _on_scale(-100.0, -returns)
+    assert not _on_scale(1e18, returns) and not _on_scale(1e9, -returns)
+    assert _on_scale(200.0, np.array([np.nan]))  # nothing to compare with: draw it

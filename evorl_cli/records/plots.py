@@ -131,12 +131,26 @@ def plot_fitness(plt, table: RunTable, target: float | None, out: Path) -> Path:
     if np.isfinite(best).any():
         ax.errorbar(steps, best, yerr=se, fmt="o-", ms=3, lw=1.5, capsize=3, color="#d62728",
                     label="confirmed best ± SE")
-    if target is not None:
+    if target is not None and _on_scale(target, fitness, best):
         ax.axhline(target, color="k", ls=":", lw=1.2, label=f"target {target:g}")
+    elif target is not None:  # a target switched off (env.target=1e9) would flatten every curve
+        ax.plot([], [], color="k", ls=":", lw=1.2, label=f"target {target:g} (off the scale)")
     ax.set(xlabel="training env steps", ylabel="return", title="Fitness over training")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, out / "fitness.png")
+
+
+def _on_scale(target: float, *values: np.ndarray) -> bool:
+    """Whether a line at `target` fits beside `values` without flattening them: within ten times
+    their span (or magnitude) of them. A real target far above early returns is kept (Hopper's
+    3,800 beside 1,000); a switched-off one (1e9, 1e18) is not."""
+    data = np.concatenate([v[np.isfinite(v)] for v in values])
+    if data.size == 0:
+        return True
+    lo, hi = float(data.min()), float(data.max())
+    reach = 10 * max(hi - lo, abs(lo), abs(hi), 1.0)
+    return lo - reach <= target <= hi + reach
 
 
 def _grid(plt, n: int):
