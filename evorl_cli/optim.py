@@ -15,6 +15,8 @@ import torch
 
 from evorl_cli.nets.layout import ParamLayout, relayout
 
+SQRT_FLOOR = 1e-30
+
 
 class BatchedAdam:
     def __init__(self, size: int, num_params: int, device: torch.device,
@@ -35,7 +37,11 @@ class BatchedAdam:
         steps = self.steps.clamp_min(1.0)
         bias1 = 1 - self.beta1 ** steps
         bias2_sqrt = torch.sqrt(1 - self.beta2 ** steps)
-        denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt.unsqueeze(1)).add_(self.eps)
+        # sqrt(v + 1e-30), not sqrt(v): on x86 CPUs a vectorised sqrt of exact zeros runs several
+        # times slower than of normal numbers, and every entry a narrower member does not use holds
+        # a zero (half the state of a half-64, half-256 population). 1e-30 is a normal float whose
+        # square root (1e-15) is lost against eps (1e-5) in float32, so the step is Adam's.
+        denom = self.exp_avg_sq.add(SQRT_FLOOR).sqrt_().div_(bias2_sqrt.unsqueeze(1)).add_(self.eps)
         step_size = (lr * active / bias1).unsqueeze(1)
         params.sub_(step_size * self.exp_avg / denom)
 

@@ -20,7 +20,8 @@ def orthogonal(rows: int, cols: int, gain: float, generator: torch.Generator) ->
 
 
 class MLPEncoder:
-    """`depth` hidden layers of `width` units; layer 0 reads the observation.
+    """`depth` hidden layers of `width` units; layer 0 reads the observation; a linear head (the
+    caller's, e.g. the policy and value heads) reads the last active layer.
 
     Parameters are named `{prefix}.w{l}` ([in, width]) and `{prefix}.b{l}` in the layout; `width`
     and `depth` are the population's current capacity (its widest and deepest member).
@@ -40,34 +41,45 @@ class MLPEncoder:
             layout.add(f"{prefix}.b{layer}", (width,))
         self.layout = layout
 
-    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks) -> torch.Tensor:
-        """`x`: [P, B, in_dim] -> last active layer's output [P, B, width] (unused units are 0).
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks,
+                head: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`x`: [P, B, in_dim] -> the linear `head` (weight [P, width, n], bias [P, 1, n]) applied
+        to the last active layer's output: [P, B, n].
 
-        With buckets (`masks.buckets`), each bucket's members run as their own batch, cut to
-        the bucket's width and depth, on blocks of the parameters (`bucket_params`, or prepared
-        ones under `{prefix}.buckets`); each bucket's output is written into its members' rows of one
-        zeroed [P, B, width] output (one copy, where padding, concatenating and reordering made three)."""
+        With buckets (`masks.buckets`), each bucket's members run as their own batch, cut to the
+        bucket's width and depth, head included, on blocks of the parameters (`bucket_params`, or
+        prepared ones under `{prefix}.buckets`). The head is part of the bucket because the padded
+        [P, B, width] features it would otherwise read cost a zero fill and a copy per bucket (and
+        their gradients as much again): at rollout batch sizes, more than the narrow matmuls save.
+        Only the small [P_b, B, n] outputs are put back in member order (`_Assemble`)."""
         if masks.buckets is None:
-            return self._layers(params, x, masks, self.depth)
-        blocks = params.get(f"{self.prefix}.buckets") or self.bucket_params(params, masks)
-        out = x.new_zeros(x.shape[0], x.shape[1], self.width)
-        for block, bucket in zip(blocks, masks.buckets):
-            h = self._layers(block, x.index_select(0, bucket.members), bucket.masks, bucket.depth)
-            out[:, :, :bucket.width].index_copy_(0, bucket.members, h)
-        return out
+            return torch.baddbmm(head[1], self._layers(params, x, masks, self.depth), head[0])
+        blocks = params.get(f"{self.prefix}.buckets") or self.bucket_params(params, masks, head)
+        outs = [torch.baddbmm(block["head.b"], self._layers(block, x.index_select(0, bucket.members),
+                                                             bucket.masks, bucket.depth), block["head.w"])
+                for block, bucket in zip(blocks, masks.buckets)]
+        return _Assemble.apply([b.members for b in masks.buckets], *outs)
 
-    def bucket_params(self, params: dict[str, torch.Tensor], masks: ArchMasks) -> list[dict[str, torch.Tensor]]:
+    def bucket_params(self, params: dict[str, torch.Tensor], masks: ArchMasks,
+                      head: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per bucket, its members' blocks of every layer it runs: `w{l}` [P_b, in, width_b] (layer
-        0 reads all `in_dim` features), `b{l}` [P_b, width_b]. Differentiable: one backward node per
-        parameter writes every bucket's block gradient into one full-size gradient."""
-        blocks: list[dict[str, torch.Tensor]] = [{} for _ in masks.buckets]
-        for layer in range(max(b.depth for b in masks.buckets)):
-            runs = [(k, b) for k, b in enumerate(masks.buckets) if layer < b.depth]
-            members = [b.members for _, b in runs]
-            for name, shape in ((f"{self.prefix}.w{layer}", lambda b: (self.in_dim if layer == 0 else b.width, b.width)),
-                                (f"{self.prefix}.b{layer}", lambda b: (b.width,))):
-                for (k, _), block in zip(runs, _Blocks.apply(params[name], members, [shape(b) for _, b in runs])):
-                    blocks[k][name] = block
+        0 reads all `in_dim` features), `b{l}` [P_b, width_b], and of the head: `head.w`
+        [P_b, width_b, n], `head.b` [P_b, 1, n]. Differentiable: one backward node per parameter
+        writes every bucket's block gradient into one full-size gradient."""
+        buckets = masks.buckets
+        blocks: list[dict[str, torch.Tensor]] = [{} for _ in buckets]
+        cuts = [(params[f"{self.prefix}.w{layer}"], f"{self.prefix}.w{layer}", layer,
+                 lambda b, layer=layer: (self.in_dim if layer == 0 else b.width, b.width))
+                for layer in range(max(b.depth for b in buckets))]
+        cuts += [(params[f"{self.prefix}.b{layer}"], f"{self.prefix}.b{layer}", layer, lambda b: (b.width,))
+                 for layer in range(max(b.depth for b in buckets))]
+        n = head[0].shape[-1]
+        cuts += [(head[0], "head.w", -1, lambda b: (b.width, n)), (head[1], "head.b", -1, lambda b: (1, n))]
+        for full, name, layer, shape in cuts:
+            runs = [k for k, b in enumerate(buckets) if layer < b.depth]
+            cut = _Blocks.apply(full, [buckets[k].members for k in runs], [shape(buckets[k]) for k in runs])
+            for k, block in zip(runs, cut):
+                blocks[k][name] = block
         return blocks
 
     def _layers(self, params: dict[str, torch.Tensor], x: torch.Tensor, masks: ArchMasks, depth: int) -> torch.Tensor:
@@ -84,12 +96,13 @@ class MLPEncoder:
             h = out if on is None else torch.where(on, out, h)
         return h
 
-    def prepare(self, params: dict[str, torch.Tensor], masks: ArchMasks) -> dict[str, list]:
+    def prepare(self, params: dict[str, torch.Tensor], masks: ArchMasks,
+                head: tuple[torch.Tensor, torch.Tensor]) -> dict[str, list]:
         """For passes without autograd: the bucket blocks made once per change of the parameters
         (copying them at every rollout step would cost more than the narrow matmuls save)."""
         if masks.buckets is None:
             return {}
-        return {f"{self.prefix}.buckets": self.bucket_params(params, masks)}
+        return {f"{self.prefix}.buckets": self.bucket_params(params, masks, head)}
 
     # --- per-member surgery used by initialisation and architecture mutation -------------------
 
@@ -143,3 +156,20 @@ class _Blocks(torch.autograd.Function):
             if grad is not None:
                 out[(slice(None), *(slice(0, n) for n in shape))].index_copy_(0, rows, grad)
         return out, None, None
+
+
+class _Assemble(torch.autograd.Function):
+    """Bucket outputs `outs[k]` [P_k, B, n] -> one [P, B, n] with bucket k's in rows `members[k]`
+    (the buckets partition the rows). Backward hands each bucket its rows of the gradient."""
+
+    @staticmethod
+    def forward(ctx, members: list[torch.Tensor], *outs: torch.Tensor) -> torch.Tensor:
+        out = outs[0].new_empty(sum(len(m) for m in members), *outs[0].shape[1:])
+        for rows, out_k in zip(members, outs):
+            out.index_copy_(0, rows, out_k)
+        ctx.members = members
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, *(grad.index_select(0, rows) for rows in ctx.members))

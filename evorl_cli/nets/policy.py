@@ -78,23 +78,24 @@ class Branch:
     def _encode(self, p, x: torch.Tensor) -> torch.Tensor:
         return self.cnn.forward(p, x) if self.cnn else x
 
-    def step(self, p, x: torch.Tensor, state: torch.Tensor | None, masks: ArchMasks):
-        """`x` [P, B, D] -> (features [P, B, width], new state)."""
+    def step(self, p, x: torch.Tensor, state: torch.Tensor | None, masks: ArchMasks,
+             head: tuple[torch.Tensor, torch.Tensor]):
+        """`x` [P, B, D] -> (the linear `head` on the MLP's output [P, B, n], new state)."""
         x = self._encode(p, x)
         if self.rnn:
             x, state = self.rnn.step(p, x, state)
-        return self.mlp.forward(p, x, masks), state
+        return self.mlp.forward(p, x, masks, head), state
 
     def sequence(self, p, x: torch.Tensor, state: torch.Tensor | None, starts: torch.Tensor | None,
-                 masks: ArchMasks) -> torch.Tensor:
+                 masks: ArchMasks, head: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """`x` [P, B, L, D] from `state` [P, B, S], zeroing the state where `starts` [P, B, L] is 1
-        (an episode begins there) -> features [P, B, L, width]. Only the recurrent core loops over
-        time; the CNN and MLP see all B*L steps at once."""
+        (an episode begins there) -> the linear `head` on the MLP's output [P, B, L, n]. Only the
+        recurrent core loops over time; the CNN and MLP see all B*L steps at once."""
         size, batch, length = x.shape[:3]
         x = self._encode(p, x.reshape(size, batch * length, -1)).view(size, batch, length, -1)
         if self.rnn:
             x, _ = self.rnn.sequence(p, x, state, starts)
-        return self.mlp.forward(p, x.reshape(size, batch * length, -1), masks).view(size, batch, length, -1)
+        return self.mlp.forward(p, x.reshape(size, batch * length, -1), masks, head).view(size, batch, length, -1)
 
 
 class PolicyNet:
@@ -141,13 +142,13 @@ class PolicyNet:
     def step_params(self, p: dict[str, torch.Tensor], masks: ArchMasks) -> dict[str, torch.Tensor]:
         """What a pass without autograd (rollouts, evaluation) reads, prepared from the parameters
         once per change of them or of the architecture (the population caches it): the stacked
-        towers, the recurrent cell's `step_weights`, the MLP's width-bucket blocks, and both heads
-        merged into one matmul (`heads.w`, `heads.b`)."""
+        towers, the recurrent cell's `step_weights`, both heads merged into one matmul (`heads.w`,
+        `heads.b`), and the MLP's width-bucket blocks (heads included)."""
         prepared = dict(self.tower_params(p))
         if self.tower.rnn:
             prepared.update(self.tower.rnn.step_weights(prepared))
-        prepared.update(self.tower.mlp.prepare(prepared, masks))
         prepared["heads.w"], prepared["heads.b"] = self.merged_heads(p)
+        prepared.update(self.tower.mlp.prepare(prepared, masks, self._head(prepared)))
         return prepared
 
     def merged_heads(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,15 +179,18 @@ class PolicyNet:
             return state
         return torch.cat(state.chunk(self.towers, dim=0), dim=-1)
 
-    def _heads(self, p, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy head on the actor's (or shared) features, value head on the critic's, as one
-        matmul (`merged_heads`, read from `p` when `step_params` made them)."""
-        w, b = (p["heads.w"], p["heads.b"]) if "heads.w" in p else self.merged_heads(p)
-        out = torch.baddbmm(b, features, w)
+    def _head(self, p) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy and value heads as the one linear layer the towers end in (`merged_heads`,
+        read from `p` when `step_params` made them)."""
+        return (p["heads.w"], p["heads.b"]) if "heads.w" in p else self.merged_heads(p)
+
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The merged heads' output [T*P, B, n(+1)] -> policy head [P, B, n] (actor's or shared
+        rows) and value [P, B] (critic's rows, or the shared rows' last column)."""
         n = self.action.n
         if self.towers == 1:
             return out[..., :n], out[..., n]
-        size = features.shape[0] // 2
+        size = out.shape[0] // 2
         return out[:size], out[size:, :, 0]
 
     def forward(self, p: dict[str, torch.Tensor], obs: torch.Tensor, masks: ArchMasks,
@@ -196,17 +200,17 @@ class PolicyNet:
         value [P, B], new state or None). `masks` are built for every tower's members
         (`Architecture.compile`)."""
         towers, heads = (self.tower_params(p), p) if prepared is None else (prepared, prepared)
-        features, state = self.tower.step(towers, self._stack(obs), self._stack_state(state), masks)
-        head, value = self._heads(heads, features)
+        out, state = self.tower.step(towers, self._stack(obs), self._stack_state(state), masks, self._head(heads))
+        head, value = self._split(out)
         return head, value, self._unstack_state(state)
 
     def forward_sequence(self, p, obs: torch.Tensor, masks: ArchMasks, state: torch.Tensor | None = None,
                          starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequences: `obs` [P, B, L, obs_dim] -> (head [P, B, L, n], value [P, B, L])."""
         size, batch, length = obs.shape[:3]
-        features = self.tower.sequence(self.tower_params(p), self._stack(obs), self._stack_state(state),
-                                       self._stack(starts), masks)
-        head, value = self._heads(p, features.view(self.towers * size, batch * length, -1))
+        out = self.tower.sequence(self.tower_params(p), self._stack(obs), self._stack_state(state),
+                                  self._stack(starts), masks, self._head(p))
+        head, value = self._split(out.view(self.towers * size, batch * length, -1))
         return head.view(size, batch, length, -1), value.view(size, batch, length)
 
     def actor_slices(self) -> list[tuple[int, int]]:
