@@ -131,7 +131,8 @@ class Confirmation:
     `screen` decides whether the candidate may replace the best; a candidate that passes is
     measured again (`measure`), and that second figure, never used to choose, is the reported
     score. Reporting the screen itself would bring the winner's curse back: over a run, the best
-    of many screens is biased upwards by about one or two standard errors."""
+    of many screens is biased upwards by about one or two standard errors. The exception is a
+    run's first confirmation, which passes whatever its screen reads: its `measure` is its screen."""
 
     generation: int
     member: int  # slot during that generation
@@ -158,7 +159,10 @@ class Confirmation:
 
     @property
     def env_steps(self) -> int:
-        return self.screen.env_steps + (self.measure.env_steps if self.measure is not None else 0)
+        """Env steps played: the screen, and the second measurement unless the screen stood as it
+        (a run's first confirmation, `confirm`)."""
+        again = self.measure is not None and self.measure != self.screen
+        return self.screen.env_steps + (self.measure.env_steps if again else 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -191,7 +195,13 @@ def confirm(pop: Population, member: int, env: EnvBatch, run_seed: int, generati
     single = pop.subset([member])
     screen = measure(single, env, Purpose.CONFIRMATION, run_seed, generation, deterministic, max_steps)
     again = None
-    if screen.score > best_score:
+    if screen.score > best_score == -math.inf:
+        # The run's first confirmation has no best to beat: its screen passes whatever it reads,
+        # so it was not chosen for being high and is already a plain measurement (selection chose
+        # the candidate on other episodes). Measuring again would only double the cost, which is
+        # highest exactly then: early members often play every episode to the time limit.
+        again = screen
+    elif screen.score > best_score:
         again = measure(single, env, Purpose.REMEASURE, run_seed, generation, deterministic, max_steps)
     return Confirmation(generation, member, float(selection_fitness), screen, again)
 

@@ -79,6 +79,12 @@ def test_noise_only_env_never_reaches_a_target_above_its_mean(tmp_path):
             if m is not None:
                 assert abs(m["score"] - NOISE_MEAN) < 4 * m["std_error"] and 0.05 < m["std_error"] < 0.15, c
     assert result.best_score < 0.5
+    # Every reported figure is a plain measurement: a re-measurement on its own seeds, or the run's
+    # first screen, which passed unconditionally.
+    assert confirmations[0]["measure"] == confirmations[0]["screen"]
+    for c in confirmations[1:]:
+        if c["measure"] is not None:
+            assert c["measure"]["first_seed"] // SEED_BLOCK == Purpose.REMEASURE
     # The reported best was never used to choose it, so it is not biased upwards: over the run the
     # best screen is the max of many noisy means, the reported score one plain measurement.
     assert result.best.score < max(c["screen"]["score"] for c in confirmations)
@@ -135,7 +141,12 @@ def test_evaluation_steps_are_counted_and_match_the_episodes_played(tmp_path):
         assert {int(r["eval_steps"]) for r in gen_rows} == {(g + 1) * 4 * 3 * NOISE_LENGTH}
         if g in confirmed_by:
             c = confirmed_by[g]
-            confirm_total += (200 if c["measure"] else 100) * NOISE_LENGTH
+            # A screen of 100 episodes, and 100 more for a screen that passed, except the run's
+            # first confirmation: it passes whatever it reads, so its screen stands as its measure.
+            first = c is confirmations[0]
+            if first:
+                assert c["measure"] == c["screen"]
+            confirm_total += (200 if c["measure"] and not first else 100) * NOISE_LENGTH
             screened = [r for r in gen_rows if r["screen_score"]]
             assert len(screened) == 1 and int(screened[0]["member"]) == c["member"]
             assert float(screened[0]["screen_score"]) == pytest.approx(c["screen"]["score"], abs=1e-4)
