@@ -195,7 +195,7 @@ def main() -> None:
         print(json.dumps(long_run(args.long_one, args.max_steps)))
         return
     if args.widths:
-        widths_case(args.width_size, args.envs, rollouts=4, repeats=3)
+        widths_case(args.width_size, args.envs, rollouts=4, repeats=5)
         return
     if args.long:
         runs = [[]] + ([["mutation.remove_prob=0"]] if args.long_baseline else [])

@@ -5,6 +5,12 @@ batched: each row is one member with its own step count. A member can sit a step
 False: its moments and step count stay as they are), which is how members with larger batches,
 fewer epochs or an early KL stop share one update loop. Changing a member's learning rate touches
 nothing else: its moments carry on.
+
+On the CPU each member's row goes through PyTorch's fused Adam kernel (what
+`torch.optim.Adam(fused=True)` runs): one pass over the row where the batched tensor form makes
+about ten over the whole [P, N] state, with a temporary for each. Measured on 2 cores at
+[16, 136k] (16 members of 2x256 units): 0.8-0.9 ms a step against 10-12 ms. Elsewhere (CUDA) one
+kernel launch per member would cost more than it saves, so the batched form runs there.
 """
 
 from __future__ import annotations
@@ -28,10 +34,19 @@ class BatchedAdam:
         self.steps = torch.zeros(size, device=device)
 
     @torch.no_grad()
-    def step(self, params: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
-        """One Adam step on every active member. `lr` [P]; `active` [P] float (1 or 0)."""
-        act = active.unsqueeze(1)
+    def step(self, params: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor,
+             fused: bool | None = None) -> None:
+        """One Adam step on every active member. `lr` [P]; `active` [P] float (1 or 0). `fused`:
+        member by member through the fused kernel (default: on the CPU), or the batched form."""
         self.steps += active
+        if params.device.type == "cpu" if fused is None else fused:
+            for p, (rate, on) in enumerate(zip(lr.tolist(), active.tolist())):
+                if on:
+                    torch._fused_adam_([params[p]], [grad[p]], [self.exp_avg[p]], [self.exp_avg_sq[p]], [],
+                                       [self.steps[p]], lr=rate, beta1=self.beta1, beta2=self.beta2,
+                                       weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+            return
+        act = active.unsqueeze(1)
         self.exp_avg.lerp_(grad, (1 - self.beta1) * act)
         self.exp_avg_sq.lerp_(grad * grad, (1 - self.beta2) * act)
         steps = self.steps.clamp_min(1.0)

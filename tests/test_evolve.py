@@ -137,7 +137,8 @@ def test_gather_moves_everything_a_member_owns():
     assert pop.masks.width == int(pop.arch.widths.max())
 
 
-def test_batched_adam_equals_torch_adam_per_member():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "batched"])
+def test_batched_adam_equals_torch_adam_per_member(fused):
     g = torch.Generator().manual_seed(0)
     params = torch.randn(3, 10, generator=g)
     lrs = torch.tensor([1e-3, 1e-2, 5e-4])
@@ -147,13 +148,14 @@ def test_batched_adam_equals_torch_adam_per_member():
     for step in range(6):
         grad = torch.randn(3, 10, generator=g)
         active = torch.tensor([1.0, float(step % 2 == 0), 1.0])  # member 1 sits out odd steps
-        adam.step(params, grad, lrs, active)
+        adam.step(params, grad, lrs, active, fused=fused)
         for p in range(3):
             if active[p]:
                 refs[p].grad = grad[p].clone()
                 opts[p].step()
     for p in range(3):
         assert torch.allclose(params[p], refs[p].detach(), atol=1e-7)
+    assert adam.steps.tolist() == [6.0, 3.0, 6.0]
 
 
 def _rl_hp_only(hp_ranges, cap=RolloutCap(1, 32), seed=0):
