@@ -45,6 +45,9 @@ class BatchedAdam:
                     torch._fused_adam_([params[p]], [grad[p]], [self.exp_avg[p]], [self.exp_avg_sq[p]], [],
                                        [self.steps[p]], lr=rate, beta1=self.beta1, beta2=self.beta2,
                                        weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+            # The kernel writes without bumping the version counter, which is how the population
+            # knows its prepared step parameters are stale (`Population._step_params`).
+            torch.autograd.graph.increment_version(params)
             return
         act = active.unsqueeze(1)
         self.exp_avg.lerp_(grad, (1 - self.beta1) * act)

@@ -176,3 +176,13 @@ def test_stacked_towers_follow_in_place_parameter_changes():
         fresh = pop.net.forward(pop.views, obs, pop.masks, None, pop.net.step_params(pop.views, pop.masks))[0]
     assert not torch.allclose(before, after)
     assert torch.equal(after, fresh)
+    # The optimiser's step (PyTorch's fused kernel on the CPU, which writes without bumping the
+    # version counter by itself) is seen too.
+    for fused in (True, False):
+        grad = torch.randn_like(pop.params)
+        pop.adam.step(pop.params, grad, torch.full((pop.size,), 0.1), torch.ones(pop.size), fused=fused)
+        with torch.no_grad():
+            stepped = pop.forward_normalized(obs)[0]
+            fresh = pop.net.forward(pop.views, obs, pop.masks, None, pop.net.step_params(pop.views, pop.masks))[0]
+        assert not torch.allclose(stepped, after) and torch.equal(stepped, fresh)
+        after = stepped
