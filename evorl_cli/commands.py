@@ -70,9 +70,11 @@ def run_inspect(cfg: DictConfig, console: Console) -> None:
     recorded = state.get("best") or meta.get("confirmed")
     if recorded:
         best = Confirmation.from_dict(recorded)
+        screen = (f"its screen {best.screen.describe()}" if best.remeasured
+                  else "the run's first confirmation, its screen")
         console.print(f"confirmed best {best.describe()} over {best.episodes} episodes at generation "
-                      f"{best.generation} (its screen {best.screen.describe()}, selection fitness "
-                      f"{best.selection_fitness:.2f})", highlight=False)
+                      f"{best.generation} ({screen}, selection fitness {best.selection_fitness:.2f})",
+                      highlight=False)
     table = Table(show_edge=False)
     tuned = sorted(config.hp_config) or list(meta["members"][0]["hyperparameters"])
     for col in ("member", "selection fitness (latest last)", "architecture", *tuned):

@@ -2,8 +2,10 @@
 
 Two different numbers, never one. Selection may be noisy (tournaments tolerate noise), but the
 maximum of many noisy means is biased upwards (the winner's curse), so the score a run reports,
-stops on, saves as `best` and returns to sweepers is always a re-measurement of one member on fresh
-episodes, seeded apart from every episode selection used, with its standard error.
+stops on, saves as `best` and returns to sweepers is always a measurement of one member on fresh
+episodes, seeded apart from every episode selection used, with its standard error, and never the
+measurement that chose it: a re-measurement after its screen passed, or (the run's first
+confirmation, which passes whatever it reads) the screen itself.
 
 Episode seeds of each purpose come from their own block of seeds, so training, selection and
 confirmation episodes can never share a starting state.
@@ -34,7 +36,7 @@ class Purpose(IntEnum):
     TRAINING = 0
     SELECTION = 1
     CONFIRMATION = 2  # the screen of a candidate
-    REMEASURE = 3  # the second, reported measurement of a candidate that passed its screen
+    REMEASURE = 3  # the second, reported measurement of a candidate that passed its screen (not the first)
 
 
 def derived_seed(seed: int, *stream: int) -> int:
@@ -158,11 +160,16 @@ class Confirmation:
         return self.measure.episodes if self.measure is not None else 0
 
     @property
+    def remeasured(self) -> bool:
+        """Whether the reported figure is a second measurement (False: failed its screen, or the
+        run's first confirmation, whose screen stands as its measurement; see `confirm`). Such a
+        measurement has its own seeds, so it never equals the screen."""
+        return self.measure is not None and self.measure != self.screen
+
+    @property
     def env_steps(self) -> int:
-        """Env steps played: the screen, and the second measurement unless the screen stood as it
-        (a run's first confirmation, `confirm`)."""
-        again = self.measure is not None and self.measure != self.screen
-        return self.screen.env_steps + (self.measure.env_steps if again else 0)
+        """Env steps played: the screen, and the second measurement if there was one."""
+        return self.screen.env_steps + (self.measure.env_steps if self.remeasured else 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -191,11 +198,12 @@ def measure(single: Population, env: EnvBatch, purpose: Purpose, run_seed: int, 
 def confirm(pop: Population, member: int, env: EnvBatch, run_seed: int, generation: int, best_score: float,
             deterministic: bool, max_steps: int | None, selection_fitness: float = math.nan) -> Confirmation:
     """Screen `member` on fresh episodes; if it beats `best_score`, measure it again on other fresh
-    episodes (seeded apart from selection and from each other) for the score to report."""
+    episodes (seeded apart from selection and from each other) for the score to report. With no
+    best yet (`best_score` -inf) the screen is the score to report."""
     single = pop.subset([member])
     screen = measure(single, env, Purpose.CONFIRMATION, run_seed, generation, deterministic, max_steps)
     again = None
-    if screen.score > best_score == -math.inf:
+    if best_score == -math.inf:
         # The run's first confirmation has no best to beat: its screen passes whatever it reads,
         # so it was not chosen for being high and is already a plain measurement (selection chose
         # the candidate on other episodes). Measuring again would only double the cost, which is

@@ -236,7 +236,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
 
             # 2. Selection fitness ranks the members. The top-ranked one, when it may beat the best,
             #    is screened on fresh episodes; if the screen beats the best, it becomes the best and
-            #    is measured again on other fresh episodes: that figure is the one reported.
+            #    is measured again on other fresh episodes: that figure is the one reported (the
+            #    run's first confirmation passes unconditionally, so its screen is reported).
             judged = time.perf_counter()
             train_rate = (state.env_steps - steps_before) / max(judged - started, 1e-9)
             train_return = collector.episodes.mean_returns()

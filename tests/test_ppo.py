@@ -270,8 +270,17 @@ def test_update_in_slices_of_members_equals_one_pass(monkeypatch):
     cfg = PPOConfig(target_kl=0.01)
     stats = [ppo_update(whole, ro, cfg, torch.Generator().manual_seed(5))]
     monkeypatch.setattr(ppo_module, "members_per_pass", lambda pop: 2)  # members 0-1, then member 2
+    obs = torch.randn(sliced.size, 3, sliced.net.obs_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = sliced.forward_normalized(obs)[0]  # rollouts' prepared parameters, cached
     stats.append(ppo_update(sliced, ro, cfg, torch.Generator().manual_seed(5)))
     assert not torch.equal(sliced.params, varied_population(CONTINUOUS).params)  # it trained
+    # Steps taken on the slices' rows reach the whole population's next rollout (no stale cache).
+    with torch.no_grad():
+        after = sliced.forward_normalized(obs)[0]
+        fresh = sliced.net.forward(sliced.views, obs, sliced.masks, None,
+                                   sliced.net.step_params(sliced.views, sliced.masks))[0]
+    assert not torch.allclose(before, after) and torch.equal(after, fresh)
     # A slice's masks are compiled once per architecture, and again after it changes.
     assert sliced.rows(0, 2).masks is sliced.rows(0, 2).masks
     before = sliced.rows(2, 4).masks

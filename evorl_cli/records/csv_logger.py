@@ -33,7 +33,8 @@ class CsvLogger:
     Step counts are cumulative: `env_steps` counts training, `eval_steps` selection episodes and
     `confirm_steps` confirmation episodes. `fitness` is the selection fitness. On the row of the
     member screened that generation, `screen_score` holds its screen and, if it passed and became
-    the best, `confirmed_score`/`confirmed_se` its re-measured score; `best_score`/`best_se` hold
+    the best, `confirmed_score`/`confirmed_se` its reported score (re-measured; for the run's
+    first confirmation, its screen); `best_score`/`best_se` hold
     the score of the member held as best on every row. Then each mutable hyperparameter, the
     architecture size (`hidden_units`), the generation's training throughput and the learner's
     diagnostics (ppo.DIAGNOSTICS: means over the member's optimiser steps, steps summed)."""

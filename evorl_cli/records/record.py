@@ -32,7 +32,7 @@ class GenerationRecord:
     parents: list[int]  # slot each member was copied from at the previous selection (-1: initial)
     mutations: list[str]  # what that mutation did
     confirmation: Confirmation | None  # this generation's confirmation, if one was made
-    best: Confirmation | None  # the member held as best, with its reported (re-measured) score
+    best: Confirmation | None  # the member held as best, with its reported score
     hyperparameters: dict[str, np.ndarray] = field(default_factory=dict)  # every mutable HP, [P] each
     architecture: list[str] = field(default_factory=list)  # e.g. "64x64 tanh", per member
     hidden_sizes: list[list[int]] = field(default_factory=list)
