@@ -19,6 +19,7 @@ from evorl_cli.hparams import HPARAMS, INTEGER_HPS, MUTABLE_HPS, RolloutCap, loo
 from evorl_cli.schedule import LR_SCHEDULES
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "leaky_relu", "silu")
+NET_INITS = ("orthogonal", "uniform")  # nets/mlp.py linear_init
 
 
 def mutation_weight(default: float):
@@ -89,6 +90,10 @@ class NetConfig:
     name: str = "mlp"
     hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
+    # Initialisation of the MLP layers and linear heads: orthogonal (gains sqrt 2, policy 0.01,
+    # value 1, zero biases) | uniform (PyTorch's nn.Linear default, SB3's ortho_init=False).
+    # CNN and recurrent cores are always orthogonal.
+    init: str = "orthogonal"
     max_width: int = 256
     max_layers: int = 4
     min_width: int = 8
@@ -359,6 +364,7 @@ def validate(c: TrainConfig) -> None:
                  f"[net.min_width={n.min_width}, net.max_width={n.max_width}]")
     _require(n.width_buckets >= 1, f"net.width_buckets={n.width_buckets}: must be at least 1 (1: one padded batch)")
     _require(n.activation in ACTIVATIONS, f"net.activation={n.activation}: choose one of {', '.join(ACTIVATIONS)}")
+    _require(n.init in NET_INITS, f"net.init={n.init}: choose one of {', '.join(NET_INITS)}")
     _require(n.recurrent in (None, "lstm", "gru"), f"net.recurrent={n.recurrent}: use null, lstm or gru")
     if n.recurrent:
         _require(1 <= n.hidden_size <= n.max_hidden_size,

@@ -51,11 +51,12 @@ CONTINUOUS = ActionSpec(discrete=False, n=2, low=-np.ones(2, np.float32), high=n
 def varied_population(action: ActionSpec, obs_dim: int = 5, seed: int = 0,
                       widths=([64, 64], [32, 48], [16]), activations=("tanh", "relu", "elu"),
                       max_width: int = 96, share_encoder: bool = False, recurrent: str | None = None,
-                      hidden=(32, 24, 16), rnn_layers: int = 1, width_buckets: int = 2) -> Population:
+                      hidden=(32, 24, 16), rnn_layers: int = 1, width_buckets: int = 2,
+                      init: str = "orthogonal") -> Population:
     """A population whose members differ in width, depth and activation (and recurrent state size)."""
     size = len(widths)
     config = tiny_config(**{"population.size": size, "net.max_width": max_width, "net.max_layers": 3,
-                            "net.width_buckets": width_buckets,
+                            "net.width_buckets": width_buckets, "net.init": init,
                             "net.share_encoder": share_encoder, "net.recurrent": recurrent,
                             "net.hidden_size": max(hidden), "net.rnn_layers": rnn_layers,
                             "algo.max_seq_len": 4})

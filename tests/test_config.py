@@ -52,6 +52,7 @@ def test_env_files_tune_algo_after_the_algo_defaults():
     ({"hp_config.lr": {"min": 0.1, "max": 0.01}}, "greater than max"),
     ({"hp_config.lrr": {"min": 0.1, "max": 0.2}}, "did you mean lr"),
     ({"net.activation": "swish"}, "net.activation"),
+    ({"net.init": "xavier"}, "net.init=xavier: choose one of orthogonal, uniform"),
     ({"net.hidden_sizes": [512]}, "max_width"),
     ({"algo.gamma": 1.5}, "algo.gamma"),
     ({"algo.lr_schedule": "cosine"}, r"algo.lr_schedule=cosine: use constant or linear"),

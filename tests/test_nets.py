@@ -19,8 +19,9 @@ def _outputs(pop, obs):
 
 @pytest.mark.parametrize("action", [DISCRETE, CONTINUOUS], ids=["discrete", "continuous"])
 @pytest.mark.parametrize("share_encoder", [False, True], ids=["separate", "shared"])
-def test_masked_members_equal_their_narrow_networks(action, share_encoder):
-    pop = varied_population(action, share_encoder=share_encoder)
+@pytest.mark.parametrize("init", ["orthogonal", "uniform"])
+def test_masked_members_equal_their_narrow_networks(action, share_encoder, init):
+    pop = varied_population(action, share_encoder=share_encoder, init=init)
     obs = torch.randn(1, 7, pop.net.obs_dim)
     head, value = _outputs(pop, obs)
     for p in range(pop.size):
@@ -29,8 +30,9 @@ def test_masked_members_equal_their_narrow_networks(action, share_encoder):
         assert torch.allclose(value[p], want_value, atol=1e-5)
 
 
-def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
-    pop = varied_population(DISCRETE)
+@pytest.mark.parametrize("init", ["orthogonal", "uniform"])
+def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch(init):
+    pop = varied_population(DISCRETE, init=init)
     obs = torch.randn(1, 5, pop.net.obs_dim)
     head0, value0 = _outputs(pop, obs)
     pop.set_capacity(Capacity(96, 3))  # re-laying the parameters out for more room changes nothing
@@ -70,6 +72,26 @@ def test_growing_units_keeps_outputs_and_layer_changes_reach_the_batch():
         want_head, want_value = NarrowNet(pop, p).forward(obs[0])
         assert torch.allclose(head3[p], want_head, atol=1e-5)
         assert torch.allclose(value3[p], want_value, atol=1e-5)
+
+
+def test_uniform_init_is_pytorchs_linear_default_on_active_units_only():
+    pop = varied_population(CONTINUOUS, init="uniform", widths=([64, 64], [32, 48], [16]))
+    layout = pop.net.layout
+    for p, (fan_in, width) in enumerate([(5, 64), (5, 32), (5, 16)]):
+        w0, b0 = layout.view(pop.params[p], "actor.w0"), layout.view(pop.params[p], "actor.b0")
+        bound = 1 / np.sqrt(fan_in)
+        active = w0[:fan_in, :width]
+        assert active.abs().max() <= bound and active.abs().max() > 0.8 * bound
+        assert abs(float(active.std()) - bound / np.sqrt(3)) < 0.15 * bound  # U(-b, b) has std b/sqrt(3)
+        assert b0[:width].abs().max() <= bound and b0[:width].abs().min() < bound and b0[:width].abs().sum() > 0
+        assert not w0[:, width:].any() and not b0[width:].any()  # inactive units stay exactly zero
+    # The policy head is drawn like any other linear layer, not shrunk by gain 0.01.
+    last = 48
+    pi_w = layout.view(pop.params[1], "pi.w")
+    assert pi_w[:last].abs().max() > 0.5 / np.sqrt(last) and not pi_w[last:].any()
+    assert layout.view(pop.params[1], "pi.b").abs().max() > 0
+    ortho = varied_population(CONTINUOUS, init="orthogonal")
+    assert ortho.net.layout.view(ortho.params[1], "pi.w").abs().max() < 0.02
 
 
 def test_layout_fits_the_widest_and_deepest_member():

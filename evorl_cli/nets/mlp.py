@@ -19,6 +19,22 @@ def orthogonal(rows: int, cols: int, gain: float, generator: torch.Generator) ->
     return block
 
 
+def linear_init(scheme: str, fan_in: int, cols: int, gain: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights `[fan_in, cols]` and biases `[cols]` for a linear layer reading `fan_in` features.
+
+    `orthogonal`: an orthogonal block scaled by `gain`, zero biases (CleanRL's and SB3's default).
+    `uniform`: PyTorch's own `nn.Linear` init, weights and biases drawn from U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)) whatever the gain (SB3's `ortho_init=False`, which rl-zoo3 tunes some MuJoCo
+    presets with: the policy head then starts far from the near-zero mean that gain 0.01 gives).
+    """
+    if scheme == "orthogonal":
+        return orthogonal(fan_in, cols, gain, generator), torch.zeros(cols)
+    bound = 1.0 / math.sqrt(fan_in)
+    weight = torch.empty(fan_in, cols).uniform_(-bound, bound, generator=generator)
+    return weight, torch.empty(cols).uniform_(-bound, bound, generator=generator)
+
+
 class MLPEncoder:
     """`depth` hidden layers of `width` units; layer 0 reads the observation; a linear head (the
     caller's, e.g. the policy and value heads) reads the last active layer.
@@ -30,8 +46,10 @@ class MLPEncoder:
     active units.
     """
 
-    def __init__(self, prefix: str, in_dim: int, width: int, depth: int, layout: ParamLayout) -> None:
+    def __init__(self, prefix: str, in_dim: int, width: int, depth: int, layout: ParamLayout,
+                 init: str = "orthogonal") -> None:
         self.prefix = prefix
+        self.init = init  # linear_init scheme of fresh layers and units
         self.in_dim = in_dim
         self.width = width
         self.depth = depth
@@ -109,23 +127,25 @@ class MLPEncoder:
     # --- per-member surgery used by initialisation and architecture mutation -------------------
 
     def init_layer(self, row: torch.Tensor, layer: int, fan_in: int, width: int, gen: torch.Generator) -> None:
-        """Fresh orthogonal weights for `layer` of one member (`row` is its flat parameter vector)."""
+        """Fresh weights for `layer` of one member (`row` is its flat parameter vector)."""
         self.zero_layer(row, layer)
-        self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, :width] = orthogonal(fan_in, width, HIDDEN_GAIN, gen)
+        weight, bias = linear_init(self.init, fan_in, width, HIDDEN_GAIN, gen)
+        self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, :width] = weight
+        self.layout.view(row, f"{self.prefix}.b{layer}")[:width] = bias
 
     def zero_layer(self, row: torch.Tensor, layer: int) -> None:
         self.layout.view(row, f"{self.prefix}.w{layer}").zero_()
         self.layout.view(row, f"{self.prefix}.b{layer}").zero_()
 
     def grow_units(self, row: torch.Tensor, layer: int, fan_in: int, old: int, new: int, gen: torch.Generator) -> None:
-        """Switch on units [old, new) of `layer`: fresh incoming weights, zero bias.
+        """Switch on units [old, new) of `layer`: fresh incoming weights and biases.
 
         Their outgoing weights are zero (invariant), so the member computes the same function right
         after the mutation and the new units start learning from the next gradient step.
         """
-        block = orthogonal(fan_in, new - old, HIDDEN_GAIN, gen)
-        self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, old:new] = block
-        self.layout.view(row, f"{self.prefix}.b{layer}")[old:new] = 0.0
+        weight, bias = linear_init(self.init, fan_in, new - old, HIDDEN_GAIN, gen)
+        self.layout.view(row, f"{self.prefix}.w{layer}")[:fan_in, old:new] = weight
+        self.layout.view(row, f"{self.prefix}.b{layer}")[old:new] = bias
 
     def cut_inputs(self, row: torch.Tensor, new: int) -> None:
         """Layer 0 reads only its first `new` input features (a recurrent core that shrank)."""

@@ -18,7 +18,7 @@ from evorl_cli.config import NetConfig
 from evorl_cli.nets.arch import Architecture, ArchMasks
 from evorl_cli.nets.cnn import CNNEncoder
 from evorl_cli.nets.layout import ParamLayout
-from evorl_cli.nets.mlp import MLPEncoder, orthogonal
+from evorl_cli.nets.mlp import MLPEncoder, linear_init
 from evorl_cli.nets.rnn import RNNCore
 
 POLICY_HEAD_GAIN = 0.01  # near-uniform initial policy
@@ -69,7 +69,7 @@ class Branch:
         if net.recurrent:
             self.rnn = RNNCore(f"{prefix}.rnn", net.recurrent, features, cap.hidden, net.rnn_layers, layout)
             features = cap.hidden
-        self.mlp = MLPEncoder(prefix, features, cap.width, cap.depth, layout)
+        self.mlp = MLPEncoder(prefix, features, cap.width, cap.depth, layout, net.init)
 
     @property
     def state_size(self) -> int:
@@ -222,7 +222,9 @@ class PolicyNet:
 
     def init_member(self, row: torch.Tensor, arch: Architecture, p: int, action_std_init: float,
                     gen: torch.Generator) -> None:
-        """Orthogonal init of member `p`'s active blocks (hidden sqrt 2, policy 0.01, value 1); rest zero."""
+        """Fresh init of member `p`'s active blocks; the rest zero. MLP layers and heads follow
+        `net.init` (orthogonal: hidden gain sqrt 2, policy 0.01, value 1); CNN and recurrent
+        cores are orthogonal."""
         row.zero_()
         sizes = arch.hidden_sizes(p)
         for branch in self.branches.values():
@@ -236,7 +238,9 @@ class PolicyNet:
                 branch.mlp.init_layer(row, layer, fan_in, width, gen)
                 fan_in = width
         last = sizes[-1]
-        self.layout.view(row, "pi.w")[:last] = orthogonal(last, self.action.n, POLICY_HEAD_GAIN, gen)
-        self.layout.view(row, "v.w")[:last] = orthogonal(last, 1, VALUE_HEAD_GAIN, gen)
+        for head, cols, gain in (("pi", self.action.n, POLICY_HEAD_GAIN), ("v", 1, VALUE_HEAD_GAIN)):
+            weight, bias = linear_init(self.net_cfg.init, last, cols, gain, gen)
+            self.layout.view(row, f"{head}.w")[:last] = weight
+            self.layout.view(row, f"{head}.b")[:] = bias
         if not self.action.discrete:
             self.layout.view(row, "log_std")[:] = math.log(action_std_init)
