@@ -53,7 +53,7 @@ def test_mujoco_presets(tmp_path, name, env_id):
     pytest.importorskip("mujoco")
     config = preset(name)
     assert config.env.id == env_id and config.algo.normalize_obs and config.algo.normalize_rewards
-    assert config.net.hidden_sizes == [256, 256] and config.net.activation == "relu"
+    assert config.net.hidden_sizes == [256, 256] and config.net.activation == "relu" and config.net.init == "uniform"
     trains_a_few_updates(name, tmp_path)
 
 
