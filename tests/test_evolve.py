@@ -259,6 +259,25 @@ def test_removal_mutations_give_the_narrow_network_and_a_cheaper_batch():
         assert torch.allclose(head[p], want_head, atol=1e-5) and torch.allclose(value[p], want_value, atol=1e-5)
 
 
+def test_a_removal_keeps_at_least_half_of_a_layer():
+    """However large the drawn step, a layer loses at most half its units (and never drops below
+    net.min_width): 64 units with a step of 64 keep 32, not the 8-unit floor."""
+    from evorl_cli.evolve.mutate import _narrower
+
+    assert _narrower(64, 64, 8) == 32 and _narrower(64, 16, 8) == 48 and _narrower(48, 32, 8) == 24
+    assert _narrower(15, 16, 8) == 8 and _narrower(9, 64, 8) == 8 and _narrower(8, 16, 8) == 8
+    pop = varied_population(DISCRETE, widths=([64, 64], [64, 64], [64, 64]), activations=("tanh",) * 3)
+    mutator = _mutator(pop, architecture=1.0)
+    mutator.cfg.remove_prob, mutator.cfg.new_layer_prob = 1.0, 0.0
+    mutator.cfg.node_choices = [64]
+    for _ in range(3):
+        before = pop.arch.widths.copy()
+        mutator.mutate(pop, protected=set())
+        changed = pop.arch.widths != before
+        assert changed.any() and (pop.arch.widths[changed] * 2 >= before[changed]).all()
+        assert (pop.arch.widths[changed] < before[changed]).all()
+
+
 def test_tournament_ties_go_to_the_smaller_network():
     fitness = np.array([-500.0, -500.0, -500.0, -90.0])
     size = np.array([300, 100, 200, 900])
