@@ -259,13 +259,16 @@ def test_removal_mutations_give_the_narrow_network_and_a_cheaper_batch():
         assert torch.allclose(head[p], want_head, atol=1e-5) and torch.allclose(value[p], want_value, atol=1e-5)
 
 
-def test_a_removal_keeps_at_least_half_of_a_layer():
+def test_a_size_step_is_at_most_a_factor_of_two_either_way():
     """However large the drawn step, a layer loses at most half its units (and never drops below
-    net.min_width): 64 units with a step of 64 keep 32, not the 8-unit floor."""
-    from evorl_cli.evolve.mutate import _narrower
+    net.min_width: 64 units with a step of 64 keep 32, not the 8-unit floor) and at most doubles
+    (up to the cap)."""
+    from evorl_cli.evolve.mutate import _narrower, _wider
 
     assert _narrower(64, 64, 8) == 32 and _narrower(64, 16, 8) == 48 and _narrower(48, 32, 8) == 24
     assert _narrower(15, 16, 8) == 8 and _narrower(9, 64, 8) == 8 and _narrower(8, 16, 8) == 8
+    assert _wider(32, 64, 256) == 64 and _wider(64, 16, 256) == 80 and _wider(200, 64, 256) == 256
+    assert _wider(8, 64, 256) == 16 and _wider(256, 16, 256) == 256
     pop = varied_population(DISCRETE, widths=([64, 64], [64, 64], [64, 64]), activations=("tanh",) * 3)
     mutator = _mutator(pop, architecture=1.0)
     mutator.cfg.remove_prob, mutator.cfg.new_layer_prob = 1.0, 0.0

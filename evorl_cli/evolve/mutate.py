@@ -173,7 +173,7 @@ def activation(m: Mutator, pop: Population, p: int) -> str:
 def architecture(m: Mutator, pop: Population, p: int) -> str:
     """Add or (with probability `remove_prob`) remove: a layer (share `new_layer_prob`) or units
     of one layer. Adding keeps the member's function; removing changes it, and selection judges.
-    A removal takes off at most half of a layer's units (`_narrower`)."""
+    A step changes a layer by at most a factor of two either way (`_wider`, `_narrower`)."""
     remove = m.rng.random() < m.cfg.remove_prob
     if pop.net.recurrent:
         return _recurrent_size(m, pop, p, remove)
@@ -195,11 +195,21 @@ def architecture(m: Mutator, pop: Population, p: int) -> str:
             return "none (at min width)"
         surgery.shrink_units(net, row, arch, p, layer, new)
     else:
-        new = min(old + step, m.net.max_width)
+        new = _wider(old, step, m.net.max_width)
         if new == old:
             return "none (at max width)"
         surgery.grow_units(net, row, arch, p, layer, new, m.gen)
     return f"nodes L{layer} {old}->{new}"
+
+
+def _wider(old: int, step: int, cap: int) -> int:
+    """Width after adding `step` units to `old`: at most double, and at most `cap`.
+
+    The mirror of `_narrower`, so that with removal as likely as growth a layer's size takes
+    steps of at most a factor of two either way and does not drift upward (capped removals
+    beside uncapped additions of up to 64 units grew Acrobot's mean hidden units from 128 to 272
+    over a long run)."""
+    return min(old + step, 2 * old, cap)
 
 
 def _narrower(old: int, step: int, floor: int) -> int:
@@ -225,7 +235,7 @@ def _recurrent_size(m: Mutator, pop: Population, p: int, remove: bool) -> str:
             return "none (at min hidden size)"
         surgery.shrink_hidden(pop.net, pop.params[p], pop.arch, p, new)
         return f"hidden {old}->{new}"
-    new = min(old + m.step_size(), m.net.max_hidden_size)
+    new = _wider(old, m.step_size(), m.net.max_hidden_size)
     if new == old:
         return "none (at max hidden size)"
     surgery.grow_hidden(pop.net, pop.params[p], pop.arch, p, new, m.gen)
