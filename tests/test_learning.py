@@ -38,14 +38,15 @@ def test_pendulum_novel_lstm_reaches_a_confirmed_target_that_holds(tmp_path):
     """The tutorial's task: Pendulum with its velocity hidden, learnt by recurrent PPO. A random
     policy scores about -1,200. With the preset's defaults (4M steps, linear lr decay) seeds 0-2
     confirmed -200 after 1.7-3.9M training steps; a fresh evaluation of the best checkpoint then
-    agrees with the confirmed score within noise."""
+    agrees with the confirmed score within noise. Seed 1 (1.7M steps, the shortest of the three)
+    keeps CI's share of this test under a minute."""
     import torch
 
     from evorl_cli.agent import load_member
     from evorl_cli.envs.batch import EnvBatch
     from evorl_cli.fitness import evaluate
 
-    result = train(_config("env=pendulum_novel", "net=lstm"), tmp_path, Console(quiet=True))
+    result = train(_config("env=pendulum_novel", "net=lstm", "seed=1"), tmp_path, Console(quiet=True))
     assert result.reached_target and result.best_score >= -200, result.best
     loaded = load_member(tmp_path)
     env = EnvBatch(loaded.config.env, 200)
