@@ -38,7 +38,9 @@ class BatchedAdam:
         """One Adam step on every active member. `lr` [P]; `active` [P] float (1 or 0). `fused`:
         member by member through the fused kernel (default: on the CPU), or the batched form."""
         self.steps += active
-        if params.device.type == "cpu" if fused is None else fused:
+        if fused is None:
+            fused = params.device.type == "cpu"
+        if fused:
             for p, (rate, on) in enumerate(zip(lr.tolist(), active.tolist())):
                 if on:
                     torch._fused_adam_([params[p]], [grad[p]], [self.exp_avg[p]], [self.exp_avg_sq[p]], [],
