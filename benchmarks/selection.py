@@ -6,7 +6,7 @@
 1. Ranking. One training run (selection=eval, 10 episodes), with the target switched off for
    `--generations` generations. At every generation each member is also measured by an oracle:
    100 fresh episodes, with deterministic and with sampled actions. Each candidate selection
-   fitness (training returns, 10 evaluation episodes, 3 evaluation episodes) is scored by
+   fitness (training returns; 10, 5 or 3 evaluation episodes; 10 cut at 200 or 300 steps) is scored by
      - regret: the oracle score of the truly best member minus that of the member it ranks first;
      - agreement: the share of member pairs whose order it gets right, among pairs the oracle
        separates by more than two standard errors.
@@ -27,10 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OPTIONS = {"train": ["evolution.selection=train"],
-           "eval10": ["evolution.selection=eval", "evolution.selection_episodes=10"],
-           "eval5": ["evolution.selection=eval", "evolution.selection_episodes=5"],
-           "eval3": ["evolution.selection=eval", "evolution.selection_episodes=3"]}
+OPTIONS = {"train": ["evolution.selection=train", "evolution.selection_max_steps=null"],
+           "eval10": ["evolution.selection=eval", "evolution.selection_episodes=10", "evolution.selection_max_steps=null"],
+           "eval5": ["evolution.selection=eval", "evolution.selection_episodes=5", "evolution.selection_max_steps=null"],
+           "eval3": ["evolution.selection=eval", "evolution.selection_episodes=3", "evolution.selection_max_steps=null"],
+           "eval10cut200": ["evolution.selection=eval", "evolution.selection_episodes=10",
+                            "evolution.selection_max_steps=200"],
+           "eval10cut300": ["evolution.selection=eval", "evolution.selection_episodes=10",
+                            "evolution.selection_max_steps=300"]}
+# The options the ranking run measures beside its own (train, eval10): (episodes, cut) each.
+PROBES = {"eval5": (5, None), "eval3": (3, None), "eval10cut200": (10, 200), "eval10cut300": (10, 300)}
 ORACLE_EPISODES = 100
 ORACLE_BLOCK = 3  # seeds of a block no run uses (see fitness.SEED_BLOCK)
 
@@ -60,7 +66,7 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
         config.env.num_envs * config.algo.rollout_steps))
     config.max_steps = generations * per_generation
     oracle_env = EnvBatch(config.env, size * ORACLE_EPISODES)
-    probe_envs = {episodes: EnvBatch(config.env, size * episodes) for episodes in (5, 3)}
+    probe_envs = {name: EnvBatch(config.env, size * episodes) for name, (episodes, _) in PROBES.items()}
     gen = torch.Generator().manual_seed(1234)
     rows = []
 
@@ -70,10 +76,12 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
         det = evaluate(pop, oracle_env, ORACLE_EPISODES, seeds, gen, True, config.evolution.eval_max_steps)
         smp = evaluate(pop, oracle_env, ORACLE_EPISODES, seeds, gen, False, config.evolution.eval_max_steps)
         probes = {}
-        for episodes, env in probe_envs.items():
+        for name, env in probe_envs.items():
+            episodes, cut = PROBES[name]
             probe_seeds = [ORACLE_BLOCK * SEED_BLOCK + 500_000 + g * 10 + j for j in range(episodes)]
-            probes[f"eval{episodes}"] = evaluate(pop, env, episodes, probe_seeds, gen, config.evolution.deterministic,
-                                                 config.evolution.eval_max_steps).fitness
+            caps = [c for c in (cut, config.evolution.eval_max_steps) if c is not None]
+            probes[name] = evaluate(pop, env, episodes, probe_seeds, gen, config.evolution.deterministic,
+                                    min(caps) if caps else None).fitness
         rows.append({"det": det, "smp": smp, "train": np.asarray(record.train_return, dtype=float),
                      "eval10": np.asarray(record.fitness, dtype=float), **probes})
 

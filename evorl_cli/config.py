@@ -152,6 +152,7 @@ class EvolutionConfig:
     evo_steps: int = 8192  # env steps per member between generations (rounded up to whole rollouts)
     selection: str = "eval"  # what ranks members: eval (selection_episodes each) | train (training returns)
     selection_episodes: int = 10  # with selection=eval: episodes per member per generation
+    selection_max_steps: Optional[int] = None  # with selection=eval: cut selection episodes here (their return so far counts)
     confirm_episodes: int = 100  # fresh episodes that confirm a candidate before it counts
     deterministic: bool = True  # evaluation actions: the policy's most likely action, or sampled (false)
     eval_max_steps: Optional[int] = None  # cap on an evaluation episode; None: the env's limit
@@ -400,6 +401,12 @@ def validate(c: TrainConfig) -> None:
     _require(e.selection_episodes >= 1, f"evolution.selection_episodes={e.selection_episodes}: must be at least 1")
     _require(e.confirm_episodes >= 2, f"evolution.confirm_episodes={e.confirm_episodes}: must be at least 2 "
              "(a standard error needs two episodes; 100 is the default)")
+    _require(e.selection_max_steps is None or e.selection_max_steps >= 1,
+             f"evolution.selection_max_steps={e.selection_max_steps}: must be positive or null")
+    _require(e.selection_max_steps is None or e.selection == "eval",
+             f"evolution.selection_max_steps={e.selection_max_steps} cuts selection episodes, which "
+             "evolution.selection=train does not play: add evolution.selection_max_steps=null (env=acrobot "
+             "sets it), or use evolution.selection=eval")
     _require(e.eval_max_steps is None or e.eval_max_steps >= 1,
              f"evolution.eval_max_steps={e.eval_max_steps}: must be positive or null")
     _require(1 <= e.tournament_size <= c.population.size,

@@ -24,7 +24,7 @@ from evorl_cli.config import TrainConfig
 from evorl_cli.envs.batch import EnvBatch
 from evorl_cli.errors import EvorlError
 from evorl_cli.faults import repair_nonfinite
-from evorl_cli.heap import keep_large_blocks_off_the_heap, release_free_memory
+from evorl_cli.heap import keep_large_blocks_off_the_heap, release_free_memory, set_up_objects_frozen
 from evorl_cli.fitness import Confirmation, Judge, Purpose, derived_seed, episode_seeds, should_confirm
 from evorl_cli.evolve.mutate import Mutator
 from evorl_cli.evolve.tournament import tournament_select
@@ -209,7 +209,8 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
         _save_run(checkpoints / f"latest{ckpt.SUFFIX}", pop, state, recorded, gens, collector)
 
     logging_ctx = LoggerContext(config, run_dir, console, state.generation, state.env_steps)
-    with _progress(config.progress, console) as progress, Loggers.for_run(logging_ctx) as loggers:
+    with _progress(config.progress, console) as progress, Loggers.for_run(logging_ctx) as loggers, \
+            set_up_objects_frozen():
         task = progress.add_task("train", total=config.max_steps, completed=state.env_steps,
                                  gen=state.generation, rate="-", best=_best_text(state))
         while state.env_steps < config.max_steps and not state.reached_target:
@@ -245,7 +246,7 @@ def train(config: TrainConfig, run_dir: Path, console: Console | None = None,
             state.eval_steps += steps
             candidate = int(np.argmax(np.nan_to_num(fitness, nan=-np.inf)))
             confirmation = None
-            if should_confirm(float(fitness[candidate]), state.best_score):
+            if should_confirm(fitness, candidate, state.best_score, target, state.env_steps >= config.max_steps):
                 confirmation = judge.confirm(pop, candidate, state.generation, float(fitness[candidate]),
                                              state.best_score)
                 state.confirm_steps += confirmation.env_steps

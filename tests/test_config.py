@@ -56,6 +56,9 @@ def test_env_files_tune_algo_after_the_algo_defaults():
     ({"net.hidden_sizes": [512]}, "max_width"),
     ({"algo.gamma": 1.5}, "algo.gamma"),
     ({"algo.lr_schedule": "cosine"}, r"algo.lr_schedule=cosine: use constant or linear"),
+    ({"evolution.selection_max_steps": 0}, r"evolution.selection_max_steps=0: must be positive or null"),
+    ({"evolution.selection_max_steps": 200, "evolution.selection": "train"},
+     r"selection_max_steps=200 cuts selection episodes, which evolution.selection=train does not play"),
 ])
 def test_bad_values_raise_one_clear_error(overrides, message):
     with pytest.raises(EvorlError, match=message) as info:

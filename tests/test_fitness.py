@@ -24,9 +24,11 @@ NOISE_MEAN = 0.0  # every policy's expected return
 
 
 class NoiseReturnEnv(gym.Env):
-    """Returns are pure noise: N(0, 1) paid at the last of `NOISE_LENGTH` steps, drawn from the
-    episode's seed, whatever the agent does. No policy is better than another, so a run that
-    "reaches" a target above 0 has been fooled by luck."""
+    """Returns are pure noise: N(0, 1) paid at the last of `NOISE_LENGTH` steps. Each action's
+    payout is drawn from the episode's seed at reset and never shown, so whatever the agent does
+    its return is N(0, 1): no policy is better than another, and a run that "reaches" a target
+    above 0 has been fooled by luck. (Members acting differently are paid differently, so
+    selection does not see every member tied, as it would with one payout per episode.)"""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -36,12 +38,13 @@ class NoiseReturnEnv(gym.Env):
         super().reset(seed=seed)
         NoiseReturnEnv.reset_seeds.append(seed)
         self._t = 0
+        self._payouts = self.np_random.normal(size=2)
         return np.zeros(2, np.float32), {}
 
     def step(self, action):
         self._t += 1
         done = self._t >= NOISE_LENGTH
-        reward = float(self.np_random.normal()) if done else 0.0
+        reward = float(self._payouts[int(action)]) if done else 0.0
         return np.full(2, self._t / NOISE_LENGTH, np.float32), reward, done, False, {}
 
 
@@ -113,12 +116,13 @@ def test_selection_and_confirmation_episodes_use_disjoint_seeds(tmp_path):
                 assert not sets[a] & sets[b] and max(sets[a]) < min(sets[b])
 
 
+@pytest.mark.parametrize("backend", ["gymnasium", "numpy"])  # numpy: screen and measurement played side by side
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_best_checkpoint_records_a_confirmation_that_replays_exactly(tmp_path, deterministic):
+def test_best_checkpoint_records_a_confirmation_that_replays_exactly(tmp_path, deterministic, backend):
     # 8 generations: long enough for a later candidate to beat the first confirmation, so the best
     # holds two distinct measurements (screen and re-measurement), and both must replay.
     config = tiny_config(**{"evolution.deterministic": deterministic, "evolution.confirm_episodes": 6,
-                            "max_steps": 1024})
+                            "max_steps": 1024, "env.backend": backend})
     result = train(config, tmp_path / "run", quiet())
     loaded = load_member(tmp_path / "run")
     assert loaded.confirmed == result.best and loaded.confirmed.passed and loaded.confirmed.remeasured
@@ -175,9 +179,81 @@ def test_train_selection_uses_training_returns_and_plays_no_selection_episodes(t
 def test_a_candidate_that_does_not_beat_the_confirmed_best_is_not_confirmed():
     from evorl_cli.fitness import should_confirm
 
-    assert should_confirm(-90.0, -math.inf) and should_confirm(-90.0, -95.0)
-    assert not should_confirm(-96.0, -95.0) and not should_confirm(-95.0, -95.0)
-    assert should_confirm(math.nan, -95.0)  # nothing to judge it by: measure it
+    fitness = np.array([-120.0, -90.0, -96.0, -95.0])
+    assert should_confirm(fitness, 1, -math.inf, -100.0) and should_confirm(fitness, 1, -95.0, -100.0)
+    assert not should_confirm(fitness, 2, -95.0, -100.0) and not should_confirm(fitness, 3, -95.0, -100.0)
+    assert should_confirm(np.array([math.nan, -99.0]), 0, -95.0, -100.0)  # nothing to judge it by: measure it
+    assert should_confirm(np.array([math.nan, math.nan]), 0, -math.inf, None)
+
+
+def test_a_population_selection_cannot_tell_apart_is_confirmed_only_at_the_target():
+    from evorl_cli.fitness import should_confirm
+
+    tied = np.full(4, -500.0)  # every member played every selection episode to Acrobot's time limit
+    assert not should_confirm(tied, 0, -math.inf, -100.0)  # the top rank is arbitrary: nothing to confirm
+    assert not should_confirm(tied, 0, -math.inf, None)
+    assert should_confirm(np.full(4, 500.0), 0, -math.inf, 475.0)  # tied at the target: it may end the run
+    assert should_confirm(np.full(4, 200.0), 0, -math.inf, 475.0, last_generation=True)  # the run leaves a best
+    assert not should_confirm(np.full(4, 200.0), 0, 200.0, 475.0, last_generation=True)  # not better than it
+    assert should_confirm(np.array([-500.0, -499.0]), 1, -math.inf, -100.0)  # one step apart is apart
+
+
+def test_a_run_whose_members_tie_below_the_target_confirms_nothing(tmp_path):
+    # Selection episodes cut at one step: every CartPole member scores exactly 1.0, so selection tells
+    # none apart; below the target nothing is confirmed until the last generation, which leaves a
+    # best; at a target of 1.0 the tie is confirmed at once.
+    run = tmp_path / "run"
+    result = train(tiny_config(**{"evolution.selection_max_steps": 1, "env.target": 475.0, "max_steps": 512}),
+                   run, quiet())
+    records = rows(run)
+    assert {float(r["fitness"]) for r in records} == {1.0} and result.generations == 4
+    assert all(int(r["confirm_steps"]) == 0 for r in records if int(r["generation"]) < 3)
+    assert result.best is not None and result.best.generation == 3
+    result = train(tiny_config(**{"evolution.selection_max_steps": 1, "env.target": 1.0, "max_steps": 256}),
+                   tmp_path / "run2", quiet())
+    assert result.best is not None and result.best.generation == 0
+
+
+def test_selection_max_steps_cuts_selection_episodes_and_not_confirmations(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(**{"env.id": "Pendulum-v1", "env.name": "pendulum", "evolution.selection_max_steps": 3,
+                         "evolution.eval_max_steps": None, "max_steps": 256}), run, quiet())
+    records = rows(run)
+    # Pendulum's episodes last 200 steps, so every selection episode is cut at 3: 2 members x 2
+    # episodes x 3 steps a generation. The confirmation's episodes run to their end.
+    generations = sorted({int(r["generation"]) for r in records})
+    assert generations == [0, 1]
+    for g in generations:
+        assert {int(r["eval_steps"]) for r in records if int(r["generation"]) == g} == {(g + 1) * 2 * 2 * 3}
+    confirmations = ckpt.load(run, prefer="latest").meta["state"]["confirmations"]
+    assert confirmations and all(c["screen"]["env_steps"] == 4 * 200 for c in confirmations)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_paired_screen_and_measurement_equal_the_two_played_in_turn(deterministic):
+    # Our NumPy envs play a screen and its second measurement side by side (`measure_pair`); each must
+    # be exactly what it is alone, and a screen that fails stops the second one, its steps counted.
+    from evorl_cli.fitness import confirm, measure
+    from evorl_cli.population import Population
+
+    config = tiny_config(**{"env.backend": "numpy", "evolution.confirm_episodes": 12, "evolution.eval_max_steps": None})
+    env, pair_env = EnvBatch(config.env, 12), EnvBatch(config.env, 24)
+    assert env.vectorised and pair_env.vectorised
+    init = torch.Generator().manual_seed(3)
+    pop = Population.create(config, env.obs_dim, env.action, torch.device("cpu"), init, env.image)
+    for best in (-math.inf, 5.0, 1e9):  # first confirmation, a screen that passes, one that fails
+        alone = confirm(pop, 1, env, 7, 2, best, deterministic, None)
+        paired = confirm(pop, 1, env, 7, 2, best, deterministic, None, pair_env=pair_env)
+        assert paired.screen == alone.screen and paired.measure == alone.measure
+        assert alone.discarded_steps == 0
+        if best == 1e9:  # stopped when the screen's last episode ended: part of what it plays alone
+            whole = measure(pop.subset([1]), env, Purpose.REMEASURE, 7, 2, deterministic, None)
+            assert not paired.passed and 0 < paired.discarded_steps <= whole.env_steps
+            assert paired.env_steps == paired.screen.env_steps + paired.discarded_steps
+        else:
+            assert paired.passed and paired.discarded_steps == 0 and paired.env_steps == alone.env_steps
+    env.close()
+    pair_env.close()
 
 
 def test_subset_leaves_the_population_untouched_and_acts_like_the_member():

@@ -66,7 +66,10 @@ def test_two_episodes_in_one_sequence_equal_two_sequences(kind):
         first_head, first_value = pop.forward_sequence(obs[:, :, :6], state, starts[:, :, :6])
         second_head, second_value = pop.forward_sequence(obs[:, :, 6:], torch.zeros_like(state),
                                                          torch.zeros(pop.size, 2, 4))
-    assert torch.equal(joined_head[:, :, :6], first_head) and torch.equal(joined_value[:, :, :6], first_value)
+    # Equal up to float rounding: the matrix products run over 10 and 6 steps' rows, and some CPUs'
+    # kernels round a row differently with the number of rows.
+    assert torch.allclose(joined_head[:, :, :6], first_head, atol=1e-7)
+    assert torch.allclose(joined_value[:, :, :6], first_value, atol=1e-7)
     assert torch.allclose(joined_head[:, :, 6:], second_head, atol=1e-7)
     assert torch.allclose(joined_value[:, :, 6:], second_value, atol=1e-7)
 
