@@ -238,10 +238,7 @@ def measure_pair(pop: Population, member: int, env: EnvBatch, run_seed: int, gen
     instead of two whenever the screen passes."""
     episodes = env.num_envs // 2
     plans = [_plan(purpose, run_seed, generation, episodes) for purpose in (Purpose.CONFIRMATION, Purpose.REMEASURE)]
-    gens = []
-    for _, action_seed in plans:
-        gens.append(torch.Generator(device=pop.device))
-        gens[-1].manual_seed(action_seed)
+    gens = [torch.Generator(device=pop.device).manual_seed(action_seed) for _, action_seed in plans]
 
     def screen_failed(returns: np.ndarray, finished: np.ndarray) -> bool:
         return bool(finished[0].all()) and not returns.mean(axis=1)[0] > best_score

@@ -229,14 +229,16 @@ def test_selection_max_steps_cuts_selection_episodes_and_not_confirmations(tmp_p
     assert confirmations and all(c["screen"]["env_steps"] == 4 * 200 for c in confirmations)
 
 
+@pytest.mark.parametrize("recurrent", [None, "lstm"], ids=["mlp", "lstm"])
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_a_paired_screen_and_measurement_equal_the_two_played_in_turn(deterministic):
+def test_a_paired_screen_and_measurement_equal_the_two_played_in_turn(deterministic, recurrent):
     # Our NumPy envs play a screen and its second measurement side by side (`measure_pair`); each must
     # be exactly what it is alone, and a screen that fails stops the second one, its steps counted.
     from evorl_cli.fitness import confirm, measure
     from evorl_cli.population import Population
 
-    config = tiny_config(**{"env.backend": "numpy", "evolution.confirm_episodes": 12, "evolution.eval_max_steps": None})
+    config = tiny_config(**{"env.backend": "numpy", "evolution.confirm_episodes": 12, "evolution.eval_max_steps": None,
+                            "net.recurrent": recurrent, "algo.max_seq_len": 16})
     env, pair_env = EnvBatch(config.env, 12), EnvBatch(config.env, 24)
     assert env.vectorised and pair_env.vectorised
     init = torch.Generator().manual_seed(3)
