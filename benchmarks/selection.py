@@ -57,7 +57,7 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
     from rich.console import Console
 
     from evorl_cli.envs.batch import EnvBatch
-    from evorl_cli.fitness import SEED_BLOCK, evaluate
+    from evorl_cli.fitness import SEED_BLOCK, episode_cap, evaluate
     from evorl_cli.train import train
 
     config = compose(env, net, [f"seed={seed}", "env.target=1e9", *OPTIONS["eval10"]])
@@ -79,9 +79,8 @@ def ranking(env: str, net: str, seed: int, generations: int) -> None:
         for name, env in probe_envs.items():
             episodes, cut = PROBES[name]
             probe_seeds = [ORACLE_BLOCK * SEED_BLOCK + 500_000 + g * 10 + j for j in range(episodes)]
-            caps = [c for c in (cut, config.evolution.eval_max_steps) if c is not None]
             probes[name] = evaluate(pop, env, episodes, probe_seeds, gen, config.evolution.deterministic,
-                                    min(caps) if caps else None).fitness
+                                    episode_cap(cut, config.evolution.eval_max_steps)).fitness
         rows.append({"det": det, "smp": smp, "train": np.asarray(record.train_return, dtype=float),
                      "eval10": np.asarray(record.fitness, dtype=float), **probes})
 

@@ -39,6 +39,12 @@ class Purpose(IntEnum):
     REMEASURE = 3  # the second, reported measurement of a candidate that passed its screen (not the first)
 
 
+def episode_cap(*caps: int | None) -> int | None:
+    """The tightest of the step caps given (None where none is set)."""
+    given = [cap for cap in caps if cap is not None]
+    return min(given) if given else None
+
+
 def derived_seed(seed: int, *stream: int) -> int:
     """A seed for one (purpose, generation, ...) stream that never collides with the others."""
     return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0] % (2**31 - 1))
@@ -330,9 +336,8 @@ class Judge:
             return train_returns, 0
         episodes = self.evo.selection_episodes
         seeds = episode_seeds(Purpose.SELECTION, self.run_seed, generation, episodes)
-        caps = [cap for cap in (self.evo.selection_max_steps, self.evo.eval_max_steps) if cap is not None]
         result = evaluate(pop, self.selection_env, episodes, seeds, gen, self.evo.deterministic,
-                          min(caps) if caps else None)
+                          episode_cap(self.evo.selection_max_steps, self.evo.eval_max_steps))
         return result.fitness, result.env_steps
 
     def confirm(self, pop: Population, member: int, generation: int, selection_fitness: float,

@@ -270,3 +270,10 @@ def test_subset_leaves_the_population_untouched_and_acts_like_the_member():
     assert torch.equal(pop.params, before) and pop.size == 3 and single.size == 1
     assert torch.equal(one.action[0], full.action[1])
     assert torch.allclose(one.value[0], full.value[1], atol=1e-5)
+
+
+def test_the_tightest_step_cap_applies():
+    from evorl_cli.fitness import episode_cap
+
+    assert episode_cap(None, None) is None
+    assert episode_cap(200, None) == 200 and episode_cap(None, 50) == 50 and episode_cap(200, 50) == 50

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from evorl_cli.config import EnvConfig
+from evorl_cli.envs.classic.base import BatchedClassicControlEnv
 from evorl_cli.errors import EnvFault, EvorlError
 from evorl_cli.nets.policy import ActionSpec
 
@@ -179,8 +180,6 @@ class EnvBatch:
         self.env_steps = 0  # steps played, summed over the sub-envs
         self.env = self._make_vector_env(cfg, num_envs, render_mode)
         self.backend_name = type(self.env).__name__
-        from evorl_cli.envs.classic.base import BatchedClassicControlEnv
-
         # Our NumPy envs step all sub-envs in a few array operations, so their cost hardly grows
         # with the count (Acrobot: 68 microseconds a step for 100, 97 for 200); Gymnasium's vector
         # envs step each sub-env in turn.
