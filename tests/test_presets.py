@@ -113,3 +113,18 @@ def test_envpool_takes_the_atari_presets_preprocessing_as_its_own_options():
     # Anything else it cannot express is refused, not dropped.
     assert atari_preprocessing_kwargs(config.env.id, list(config.env.wrappers)[:1], {}) is None
     assert atari_preprocessing_kwargs(config.env.id, list(config.env.wrappers), {"mode": 2}) is None
+
+
+def test_gymnasiums_halfcheetah_model_deprecation_is_not_printed_and_other_mujoco_warnings_are(capfd):
+    """MuJoCo 4 warns that Gymnasium's HalfCheetah XML uses a deprecated attribute, once per env:
+    a population run printed it for every member. Other MuJoCo warnings still reach stderr."""
+    mujoco = pytest.importorskip("mujoco")
+    from evorl_cli.envs.batch import EnvBatch
+
+    env = EnvBatch(preset("halfcheetah").env, 2)
+    env.close()
+    assert "settotalmass" not in capfd.readouterr().err
+    handler = mujoco.get_mju_user_warning()
+    assert handler is not None
+    handler("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
+    assert capfd.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.\n"

@@ -20,6 +20,7 @@ from gymnasium.vector import AutoresetMode
 
 from evorl_cli.config import EnvConfig
 from evorl_cli.envs.classic.base import BatchedClassicControlEnv
+from evorl_cli.envs.mujoco_warnings import quiet_gymnasium_model_deprecations
 from evorl_cli.errors import EnvFault, EvorlError
 from evorl_cli.nets.policy import ActionSpec
 
@@ -42,14 +43,17 @@ OPTIONAL_FAMILIES = (
 )
 
 
+def entry_point(env_id: str) -> str:
+    """Where a registered env's code lives ("" when Gymnasium does not know the id yet)."""
+    if env_id.startswith("ALE/"):
+        return "ale_py"
+    return str(gym.spec(env_id).entry_point) if env_id in gym.registry else ""
+
+
 def missing_dependency(env_id: str, wrapper_message: str = "") -> str:
     """The one line for an env whose optional dependency is not installed, naming our extra
     (Gymnasium's own hint names its extras, not ours); `wrapper_message`: what a wrapper said instead."""
-    entry = ""
-    if env_id.startswith("ALE/"):
-        entry = "ale_py"
-    elif env_id in gym.registry:
-        entry = str(gym.spec(env_id).entry_point)
+    entry = entry_point(env_id)
     for prefix, what, extra in OPTIONAL_FAMILIES:
         if entry.startswith(prefix):
             if wrapper_message:  # the env is there, a wrapper's package (the same extra installs it) is not
@@ -252,7 +256,11 @@ class EnvBatch:
             if env is not None:
                 return env
 
+        uses_mujoco = entry_point(cfg.id).startswith("gymnasium.envs.mujoco")
+
         def make_one() -> gym.Env:
+            if uses_mujoco:
+                quiet_gymnasium_model_deprecations()
             kwargs = dict(cfg.kwargs)
             if render_mode is not None:  # not every env accepts render_mode=None
                 kwargs["render_mode"] = render_mode
