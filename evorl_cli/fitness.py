@@ -304,11 +304,13 @@ def should_confirm(fitness: np.ndarray, candidate: int, best_score: float, targe
     would measure a member nothing chose (on Acrobot 100 episodes to the time limit, a fifth of a
     run's evaluation time). A tie at the target is confirmed (it may end the run), and so is one in
     the run's `last_generation`, so that members tied at a ceiling under an unreachable target (all
-    at CartPole's 500-step limit, say) still leave a confirmed best."""
+    at CartPole's 500-step limit, say) still leave a confirmed best. A population of one is never
+    tied: its member is confirmed whenever it may beat the best."""
     value = float(fitness[candidate])
     if math.isnan(value):
         return True
-    tied = bool(np.all(fitness == value))
+    # One member is not a tie: its fitness says how good it is against the best so far.
+    tied = len(fitness) > 1 and bool(np.all(fitness == value))
     if tied and not last_generation and (target is None or value < target):
         return False
     return value > best_score

@@ -277,3 +277,21 @@ def test_the_tightest_step_cap_applies():
 
     assert episode_cap(None, None) is None
     assert episode_cap(200, None) == 200 and episode_cap(None, 50) == 50 and episode_cap(200, 50) == 50
+
+
+def test_a_population_of_one_is_confirmed_whenever_it_may_beat_the_best():
+    """One member is no tie: a population of one (plain PPO, the baseline a user compares with)
+    used to be confirmed only in its last generation, losing a better policy it had on the way."""
+    from evorl_cli.fitness import should_confirm
+
+    assert should_confirm(np.array([3600.0]), 0, -math.inf, 3800.0)
+    assert should_confirm(np.array([3600.0]), 0, 3000.0, 3800.0)
+    assert not should_confirm(np.array([2400.0]), 0, 3000.0, 3800.0)
+
+
+def test_a_run_with_one_member_confirms_it_from_the_first_generation(tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_config(**{"population.size": 1, "evolution.tournament_size": 1, "max_steps": 256,
+                                  "env.target": 475.0}), run, quiet())
+    assert result.generations == 4
+    assert rows(run)[0]["confirmed_score"] != ""  # generation 0, not only the last one

@@ -48,12 +48,15 @@ def test_box2d_presets(tmp_path, name, env_id, target, discrete):
     trains_a_few_updates(name, tmp_path)
 
 
-@pytest.mark.parametrize("name, env_id", [("halfcheetah", "HalfCheetah-v5"), ("hopper", "Hopper-v5")])
-def test_mujoco_presets(tmp_path, name, env_id):
+@pytest.mark.parametrize("name, env_id, hidden_sizes, activation, init", [
+    ("halfcheetah", "HalfCheetah-v5", [256, 256], "relu", "uniform"),  # rl-zoo3's
+    ("hopper", "Hopper-v5", [64, 64], "tanh", "orthogonal"),  # CleanRL's
+])
+def test_mujoco_presets(tmp_path, name, env_id, hidden_sizes, activation, init):
     pytest.importorskip("mujoco")
     config = preset(name)
     assert config.env.id == env_id and config.algo.normalize_obs and config.algo.normalize_rewards
-    assert config.net.hidden_sizes == [256, 256] and config.net.activation == "relu" and config.net.init == "uniform"
+    assert config.net.hidden_sizes == hidden_sizes and config.net.activation == activation and config.net.init == init
     trains_a_few_updates(name, tmp_path)
 
 
