@@ -5,7 +5,15 @@ rl-zoo3's hyperparams/ppo.yml for Hopper: 1 env, VecNormalize (observations and 
 reward statistics discounted with the agent's gamma), n_steps 512, batch_size 32, 5 epochs,
 lr 9.80828e-05, gamma 0.999, gae_lambda 0.99, clip 0.2, ent_coef 0.00229519, vf_coef 0.835671,
 max_grad_norm 0.7, log_std_init -2, ortho_init False, ReLU, separate [256, 256] actor and critic.
-`conf/env/hopper.yaml` translates the same settings for evorl.
+The Hopper preset started from these settings; since they stood still here, in evorl and in SB3
+alike, `conf/env/hopper.yaml` now starts from CleanRL's PPO defaults instead. Run evorl with the
+old ones to compare:
+
+    evorl train env=hopper algo.rollout_steps=512 algo.batch_size=32 algo.update_epochs=5 \
+        algo.lr=0.000098 algo.lr_schedule=constant algo.gamma=0.999 algo.gae_lambda=0.99 \
+        algo.clip_vloss=false algo.ent_coef=0.0023 algo.vf_coef=0.84 algo.max_grad_norm=0.7 \
+        algo.action_std_init=0.135 'net.hidden_sizes=[256,256]' net.activation=relu \
+        net.init=uniform evolution.evo_steps=16384
 
 Needs stable-baselines3 (not an evorl dependency; `pip install stable-baselines3` next to the
 CPU torch). Prints, every 16,384 steps, the mean return and length of the training episodes that
