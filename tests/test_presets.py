@@ -131,3 +131,38 @@ def test_gymnasiums_halfcheetah_model_deprecation_is_not_printed_and_other_mujoc
     assert handler is not None
     handler("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
     assert capfd.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.\n"
+
+
+def test_a_rendered_mujoco_frame_follows_the_body_its_camera_config_tracks():
+    """Gymnasium renders MuJoCo envs through a free camera that never moves, so a hopping agent
+    left the GIF within seconds; `evorl render` tracks the body the env's camera config names."""
+    pytest.importorskip("mujoco")
+    import ctypes.util
+    import os
+
+    import mujoco
+    import numpy as np
+
+    from evorl_cli.envs.batch import EnvBatch
+
+    if os.environ.get("MUJOCO_GL", "egl") == "egl" and ctypes.util.find_library("EGL") is None:
+        pytest.skip("no libEGL for headless MuJoCo rendering")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    env = EnvBatch(preset("hopper").env, 1, render_mode="rgb_array", purpose="render")
+    try:
+        env.reset(0)
+        first = env.render()
+        hopper = env.env.envs[0].unwrapped
+        hopper.data.qpos[0] = 5.0  # carry the hopper 5 m forward, out of a fixed camera's view
+        mujoco.mj_forward(hopper.model, hopper.data)
+        moved = env.render()
+        camera = hopper.mujoco_renderer.viewer.cam
+        assert camera.type == mujoco.mjtCamera.mjCAMERA_TRACKING
+        assert camera.lookat[0] == pytest.approx(hopper.data.subtree_com[camera.trackbodyid][0])
+        assert camera.lookat[0] > 4.0
+        # the hopper is still in the picture, about as large: its orange-brown limbs
+        def hopper_pixels(frame):
+            return int(((frame[..., 0] > 120) & (frame[..., 2] < 80) & (frame[..., 0] > frame[..., 1] + 30)).sum())
+        assert hopper_pixels(first) > 500 and hopper_pixels(moved) > 0.8 * hopper_pixels(first)
+    finally:
+        env.close()

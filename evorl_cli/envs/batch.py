@@ -20,6 +20,7 @@ from gymnasium.vector import AutoresetMode
 
 from evorl_cli.config import EnvConfig
 from evorl_cli.envs.classic.base import BatchedClassicControlEnv
+from evorl_cli.envs.mujoco_camera import FollowTrackedBody
 from evorl_cli.envs.mujoco_warnings import quiet_gymnasium_model_deprecations
 from evorl_cli.errors import EnvFault, EvorlError
 from evorl_cli.nets.policy import ActionSpec
@@ -265,6 +266,8 @@ class EnvBatch:
             if render_mode is not None:  # not every env accepts render_mode=None
                 kwargs["render_mode"] = render_mode
             env = gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, **kwargs)
+            if uses_mujoco and render_mode is not None:
+                env = FollowTrackedBody(env)
             for wrapper in cfg.wrappers:
                 from hydra.utils import instantiate
 
