@@ -301,3 +301,24 @@ def test_a_switched_off_target_does_not_flatten_the_fitness_plot():
     assert _on_scale(3800.0, returns) and _on_scale(-100.0, -returns)
     assert not _on_scale(1e18, returns) and not _on_scale(1e9, -returns)
     assert _on_scale(200.0, np.array([np.nan]))  # nothing to compare with: draw it
+
+
+def test_a_generation_without_any_fitness_plots_as_a_gap_without_numpy_warnings(tmp_path):
+    """selection=train before any training episode finished: every member's fitness is NaN. The
+    plots leave a gap there and print nothing (numpy warned 'All-NaN slice' on the terminal)."""
+    import warnings
+
+    from evorl_cli.records.plots import plot_run
+
+    run = tmp_path / "run"
+    # 2 steps per env a generation: no CartPole episode ends in the first one
+    train(tiny_config(**{"evolution.selection": "train", "algo.rollout_steps": 2, "algo.batch_size": 4,
+                         "evolution.evo_steps": 2, "max_steps": 8 * 4, "plot.on_finish": False,
+                         "hp_config.batch_size.min": 2, "hp_config.batch_size.max": 4}),
+          run, Console(quiet=True))
+    rows = read_rows(run)
+    assert all(r["fitness"] is None or math.isnan(r["fitness"]) for r in rows if r["generation"] == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plot_run(run)
+    assert {p.name for p in paths} >= {"fitness.png"}

@@ -125,8 +125,14 @@ def plot_fitness(plt, table: RunTable, target: float | None, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for p in range(table.size):
         ax.plot(steps, fitness[:, p], lw=0.8, alpha=0.45, label="members" if p == 0 else None, color="#1f77b4")
-    ax.plot(steps, np.nanmax(fitness, axis=1), lw=1.8, color="#ff7f0e", label="best member (selection)")
-    ax.plot(steps, np.nanmean(fitness, axis=1), lw=1.8, ls="--", color="#2ca02c", label="population mean")
+    # A generation where no member has a fitness (selection=train before any episode finished)
+    # plots as a gap, not as numpy's all-NaN warning on the user's terminal.
+    judged = np.isfinite(fitness).any(axis=1)
+    best_member, mean_member = np.full(len(steps), np.nan), np.full(len(steps), np.nan)
+    best_member[judged] = np.nanmax(fitness[judged], axis=1)
+    mean_member[judged] = np.nanmean(fitness[judged], axis=1)
+    ax.plot(steps, best_member, lw=1.8, color="#ff7f0e", label="best member (selection)")
+    ax.plot(steps, mean_member, lw=1.8, ls="--", color="#2ca02c", label="population mean")
     best, se = table.column("best_score")[:, 0], table.column("best_se")[:, 0]
     if np.isfinite(best).any():
         ax.errorbar(steps, best, yerr=se, fmt="o-", ms=3, lw=1.5, capsize=3, color="#d62728",
@@ -172,7 +178,7 @@ def _per_member(plt, table: RunTable, names: list[str], title: str, x: np.ndarra
         else:
             for p in range(table.size):
                 ax.plot(x, values[:, p], lw=1.0, marker=".", ms=3, label=f"member {p}")
-        if name in log_names and np.nanmin(values) > 0:
+        if name in log_names and np.isfinite(values).any() and np.nanmin(values) > 0:
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.tick_params(which="both", labelsize=7)  # log axes label minor ticks too
