@@ -166,3 +166,22 @@ def test_a_rendered_mujoco_frame_follows_the_body_its_camera_config_tracks():
         assert hopper_pixels(first) > 500 and hopper_pixels(moved) > 0.8 * hopper_pixels(first)
     finally:
         env.close()
+
+
+def test_the_camera_follows_a_robot_that_travels_and_leaves_the_others_as_gymnasium_frames_them():
+    pytest.importorskip("mujoco")
+    import gymnasium as gym
+
+    from evorl_cli.envs.mujoco_camera import body_to_follow
+
+    def follows(env_id: str, configured: int):
+        env = gym.make(env_id)
+        try:
+            return body_to_follow(env.unwrapped.model, configured)
+        finally:
+            env.close()
+
+    assert follows("Hopper-v5", 2) == 2  # the torso its camera config names
+    assert follows("HalfCheetah-v5", -1) == 1  # names none; its root slides along x without limit
+    assert follows("InvertedPendulum-v5", 0) is None  # watches the world
+    assert follows("InvertedDoublePendulum-v5", -1) is None  # a cart on a limited rail: stays in view

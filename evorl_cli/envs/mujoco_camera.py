@@ -1,10 +1,13 @@
 """A MuJoCo env's rendered frames follow the body its camera config names.
 
-Gymnasium's MuJoCo envs ask their default camera to track a body (`trackbodyid`: the Hopper's
-torso, the cheetah's), but Gymnasium 1.x renders through a free camera, which MuJoCo never moves
-(Gymnasium issue #1141): a trained Hopper hops out of the picture within five seconds, and the rest
-of the GIF shows an empty floor. This wrapper switches that camera to MuJoCo's tracking mode, which
-keeps the configured distance, elevation and azimuth around the tracked body.
+Gymnasium's Hopper and Walker ask their default camera to track the torso (`trackbodyid`), but
+Gymnasium 1.x renders through a free camera, which MuJoCo never moves (Gymnasium issue #1141), and
+HalfCheetah's camera config names no body at all: a trained Hopper hopped out of the picture within
+five seconds, the cheetah within one, and the rest of the GIF showed an empty floor. This wrapper
+switches that camera to MuJoCo's tracking mode (which keeps the configured distance, elevation and
+azimuth) around the body the config names, or, where it names none, around the robot's root body
+when that body can travel (a free joint or an unlimited slide: the locomotion robots). Envs whose
+camera watches the world (trackbodyid 0) or a robot fixed in place render as Gymnasium has them.
 """
 
 from __future__ import annotations
@@ -35,8 +38,29 @@ class FollowTrackedBody(gym.Wrapper):
         renderer = getattr(self.env.unwrapped, "mujoco_renderer", None)
         viewer = getattr(renderer, "viewer", None)  # made by the first render
         camera = getattr(viewer, "cam", None)
-        if camera is None or renderer.camera_id != -1 or camera.trackbodyid < 0:
-            return False  # a named or fixed camera, or no body to follow: as Gymnasium renders it
+        if camera is None or renderer.camera_id != -1:
+            return False  # a named or fixed camera: as Gymnasium renders it
+        body = body_to_follow(self.env.unwrapped.model, camera.trackbodyid)
+        if body is None:
+            return False
         camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        camera.trackbodyid = body
         renderer.camera_id = None  # or each render would set the camera back to free
         return True
+
+
+def body_to_follow(model: Any, configured: int) -> int | None:
+    """The body a rendered frame should follow: the one the camera config names (above the world,
+    body 0); with none named, the root body (1) if it can travel; else None."""
+    import mujoco
+
+    if configured > 0:
+        return configured
+    if configured == 0 or model.nbody < 2:
+        return None
+    first, count = model.body_jntadr[1], model.body_jntnum[1]
+    for joint in range(first, first + count):
+        kind = model.jnt_type[joint]
+        if kind == mujoco.mjtJoint.mjJNT_FREE or (kind == mujoco.mjtJoint.mjJNT_SLIDE and not model.jnt_limited[joint]):
+            return 1
+    return None
