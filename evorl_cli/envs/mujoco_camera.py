@@ -18,7 +18,7 @@ import gymnasium as gym
 
 
 class FollowTrackedBody(gym.Wrapper):
-    """Renders with MuJoCo's tracking camera where the env's camera config names a body to track."""
+    """Renders with MuJoCo's tracking camera around `body_to_follow`, where there is one."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
