@@ -322,3 +322,18 @@ def test_a_generation_without_any_fitness_plots_as_a_gap_without_numpy_warnings(
         warnings.simplefilter("error")
         paths = plot_run(run)
     assert {p.name for p in paths} >= {"fitness.png"}
+
+
+def test_a_run_that_tunes_no_hyperparameter_plots_without_matplotlib_warnings(tmp_path):
+    """hp_config={} leaves the hyperparameter plot a 'nothing recorded' panel: no legend to draw, and
+    matplotlib's 'No artists with labels' warning no longer reaches the terminal."""
+    import warnings
+
+    from evorl_cli.records.plots import plot_run
+
+    run = tmp_path / "run"
+    train(tiny_config(**{"hp_config": {}, "max_steps": 256, "plot.on_finish": False}), run, Console(quiet=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plot_run(run)
+    assert "hyperparameters.png" in {p.name for p in paths}

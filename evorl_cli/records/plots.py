@@ -187,7 +187,8 @@ def _per_member(plt, table: RunTable, names: list[str], title: str, x: np.ndarra
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     if not names:
         axes[0].text(0.5, 0.5, "nothing recorded", ha="center", va="center")
-    axes[0].legend(fontsize=6, loc="best")
+    if axes[0].get_legend_handles_labels()[0]:  # an empty panel has nothing to name (matplotlib warns)
+        axes[0].legend(fontsize=6, loc="best")
     fig.suptitle(title)
     fig.supxlabel(xlabel, fontsize=9)
     # Fixed margins, not tight_layout: measuring every label's box took a third of the plotting time.
