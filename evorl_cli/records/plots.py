@@ -22,6 +22,7 @@ from evorl_cli.ppo import DIAGNOSTICS
 from evorl_cli.records.csv_logger import FILENAME
 from evorl_cli.records.lineage import KINDS, Lineage
 from evorl_cli.records.read import read_rows
+from evorl_cli.records.record import over_known
 
 DPI = 100
 FIGSIZE = (10, 6)  # inches: every PNG is 1000 x 600 pixels
@@ -125,14 +126,9 @@ def plot_fitness(plt, table: RunTable, target: float | None, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for p in range(table.size):
         ax.plot(steps, fitness[:, p], lw=0.8, alpha=0.45, label="members" if p == 0 else None, color="#1f77b4")
-    # A generation where no member has a fitness (selection=train before any episode finished)
-    # plots as a gap, not as numpy's all-NaN warning on the user's terminal.
-    judged = np.isfinite(fitness).any(axis=1)
-    best_member, mean_member = np.full(len(steps), np.nan), np.full(len(steps), np.nan)
-    best_member[judged] = np.nanmax(fitness[judged], axis=1)
-    mean_member[judged] = np.nanmean(fitness[judged], axis=1)
-    ax.plot(steps, best_member, lw=1.8, color="#ff7f0e", label="best member (selection)")
-    ax.plot(steps, mean_member, lw=1.8, ls="--", color="#2ca02c", label="population mean")
+    # A generation where no member has a fitness (selection=train before any episode ended): a gap
+    ax.plot(steps, over_known(np.nanmax, fitness, axis=1), lw=1.8, color="#ff7f0e", label="best member (selection)")
+    ax.plot(steps, over_known(np.nanmean, fitness, axis=1), lw=1.8, ls="--", color="#2ca02c", label="population mean")
     best, se = table.column("best_score")[:, 0], table.column("best_se")[:, 0]
     if np.isfinite(best).any():
         ax.errorbar(steps, best, yerr=se, fmt="o-", ms=3, lw=1.5, capsize=3, color="#d62728",
@@ -187,6 +183,7 @@ def _per_member(plt, table: RunTable, names: list[str], title: str, x: np.ndarra
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     if not names:
         axes[0].text(0.5, 0.5, "nothing recorded", ha="center", va="center")
+        axes[0].set_axis_off()  # no data: unit axes would read as values
     if axes[0].get_legend_handles_labels()[0]:  # an empty panel has nothing to name (matplotlib warns)
         axes[0].legend(fontsize=6, loc="best")
     fig.suptitle(title)

@@ -8,13 +8,23 @@ from. Loggers read nothing else, so a new backend sees exactly what the others s
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from evorl_cli.fitness import Confirmation
 from evorl_cli.hparams import HPARAMS, MUTABLE_HPS
 from evorl_cli.population import Population
+
+
+def over_known(reduce: Callable[..., np.ndarray], values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """`reduce` (np.nanmax, np.nanmean) over the values that are known, NaN where none is (a
+    generation whose members have no fitness yet), without numpy's all-NaN warning on the terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return reduce(values, axis=axis)
 
 
 @dataclass
@@ -79,10 +89,9 @@ class GenerationRecord:
         `population/`, and per member `<group>/<name>/member_<p>` (fitness, training return, every
         learner diagnostic, every tuned hyperparameter, architecture size)."""
         out = {"population/generation": float(self.generation),
-               "population/fitness_max": float(np.nanmax(self.fitness)) if np.isfinite(self.fitness).any() else np.nan,
-               "population/fitness_mean": float(np.nanmean(self.fitness)) if np.isfinite(self.fitness).any() else np.nan,
-               "population/train_return_mean": (float(np.nanmean(self.train_return))
-                                                if np.isfinite(self.train_return).any() else np.nan),
+               "population/fitness_max": float(over_known(np.nanmax, self.fitness)),
+               "population/fitness_mean": float(over_known(np.nanmean, self.fitness)),
+               "population/train_return_mean": float(over_known(np.nanmean, self.train_return)),
                "population/train_steps_per_s": float(self.train_steps_per_s),
                "population/evaluation_steps": float(self.evaluation_steps),
                "population/wall_time": float(self.wall_time)}
